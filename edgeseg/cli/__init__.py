@@ -1,0 +1,1 @@
+"""The ``edgeseg`` command line: thin commands (parse → call one library function → render)."""

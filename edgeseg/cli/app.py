@@ -1,0 +1,57 @@
+"""The ``edgeseg`` application: every command group registers itself here, in pipeline order."""
+
+from __future__ import annotations
+
+import typer
+
+from edgeseg import __version__
+
+app = typer.Typer(
+    name="edgeseg",
+    help=(
+        "Inline defect segmentation: generate low-contrast synthetic defects, train Keras networks, "
+        "export to ONNX, quantize to FP16/INT8, build TensorRT engines, evaluate and benchmark.\n\n"
+        "Quick start:  edgeseg generate --preset test --count 50 --out data/test  &&  "
+        "edgeseg eval --model classical --data data/test"
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"edgeseg {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """edgeseg command line."""
+
+
+def _register() -> None:
+    # Each module adds its commands with register(app); the modules import no heavy package at import time.
+    import importlib
+
+    for name in ("data", "train", "evaluate", "deploy", "bench"):
+        try:
+            module = importlib.import_module(f"edgeseg.cli.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"edgeseg.cli.{name}":
+                continue  # command group not written yet
+            raise
+        module.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

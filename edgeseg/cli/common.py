@@ -1,0 +1,81 @@
+"""What every command shares: user-error handling, rich progress, option parsing, output."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from edgeseg.errors import EdgesegError
+
+console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def user_errors(fn: F) -> F:
+    """Turn an :class:`EdgesegError` into one line on stderr and exit code 1 (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except EdgesegError as e:
+            err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def progress_bar(description: str, enabled: bool = True) -> Iterator[Callable[[int, int | None, str], None]]:
+    """A rich progress bar driven by the library's ``progress(done, total, message)`` callback."""
+    if not enabled:
+        yield lambda done, total, message="": None
+        return
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[message]}"))
+    with Progress(*columns, console=err_console, transient=False) as bar:
+        task = bar.add_task(description, total=None, message="")
+
+        def update(done: int, total: int | None, message: str = "") -> None:
+            bar.update(task, completed=done, total=total, message=message)
+
+        yield update
+
+
+def parse_range(text: str, cast: Callable[[str], Any] = int, name: str = "range") -> tuple[Any, Any]:
+    """``"3:4"`` → (3, 4); ``"3"`` → (3, 3). Raises EdgesegError on bad syntax or lo > hi."""
+    parts = text.split(":")
+    try:
+        lo, hi = (cast(parts[0]), cast(parts[-1])) if len(parts) in (1, 2) else (None, None)
+    except ValueError:
+        lo = hi = None
+    if lo is None or hi is None or lo > hi:
+        raise EdgesegError(f"{name} must be LO:HI with LO <= HI (e.g. 3:4), got {text!r}")
+    return lo, hi
+
+
+def parse_int_list(text: str, name: str = "list") -> list[int]:
+    """``"1,2,4"`` → [1, 2, 4]; every value must be a positive integer."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or any(v <= 0 for v in values):
+        raise EdgesegError(f"{name} must be comma-separated positive integers (e.g. 1,2,4), got {text!r}")
+    return values
+
+
+def print_json(obj: Any) -> None:
+    """Machine output on stdout (no rich markup, no wrapping)."""
+    from edgeseg.artifacts import _json_default
+
+    typer.echo(json.dumps(obj, indent=2, default=_json_default))
