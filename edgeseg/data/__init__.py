@@ -1,0 +1,1 @@
+"""Synthetic defect images (``synth``) and datasets on disk (``dataset``)."""

@@ -1,0 +1,256 @@
+"""Synthetic low-contrast defect images, faithful to the seed's ``make_image.py`` and generalising it.
+
+The seed draws a 256×256 background of uniform integers 100..124 and redraws the pixels of two axis-aligned
+rectangles (sides 8..63, fully inside) uniformly in 100+c..124+c with c = 3; labels are 255 inside
+defects. Redrawing a uniform pixel in a range shifted by c is the same distribution as adding c to a fresh
+background draw, so here an image is ``noise + c · defect`` — vectorised, seeded, NumPy-2 safe — and the
+same formula carries the variations a real line shows: Gaussian noise, other noise levels and background
+levels, smooth illumination, elliptical defects. Overlapping defects keep the contrast of the one drawn last,
+as the seed's redraw does.
+
+    rng = np.random.default_rng(0)
+    sample = generate(rng, PRESETS["seed"])
+    sample.image  # (256, 256) uint8
+    sample.mask   # (256, 256) uint8 in {0, 1}
+    sample.defects  # [Defect(x, y, w, h, shape, contrast, angle), ...]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import numpy as np
+
+from edgeseg.errors import EdgesegError
+
+GENERATOR_VERSION = 1
+
+
+class Shape(str, Enum):
+    rect = "rect"
+    ellipse = "ellipse"
+    mixed = "mixed"
+
+
+class Noise(str, Enum):
+    uniform = "uniform"
+    gaussian = "gaussian"
+    mixed = "mixed"
+
+
+# The seed's background: uniform integers 100..124 → mean 112, std sqrt((25² − 1) / 12) ≈ 7.21.
+SEED_LOW, SEED_HIGH = 100, 124
+SEED_MEAN = (SEED_LOW + SEED_HIGH) / 2
+SEED_STD = math.sqrt(((SEED_HIGH - SEED_LOW + 1) ** 2 - 1) / 12)
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """How images are drawn. Ranges are inclusive (lo, hi); the defaults are the seed's script."""
+
+    image_size: int = 256
+    contrast: tuple[float, float] = (3, 3)
+    #: Integer contrasts (the seed's) or continuous ones (training recipes, curricula).
+    contrast_continuous: bool = False
+    defects: tuple[int, int] = (2, 2)
+    defect_size: tuple[int, int] = (8, 63)
+    #: Probability that an image has no defect at all.
+    good_fraction: float = 0.0
+    shape: Shape = Shape.rect
+    noise: Noise = Noise.uniform
+    #: Noise std relative to the seed's 7.21, drawn per image (1, 1 = the seed).
+    noise_scale: tuple[float, float] = (1.0, 1.0)
+    #: Shift of the background mean from the seed's 112, drawn per image.
+    level_shift: tuple[float, float] = (0.0, 0.0)
+    #: Peak-to-peak amplitude (gray levels) of a smooth illumination field, drawn per image in [0, this].
+    illumination: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("contrast", "defects", "defect_size", "noise_scale", "level_shift"):
+            lo, hi = getattr(self, name)
+            if lo > hi:
+                raise EdgesegError(f"{name}: low end {lo} is above high end {hi}")
+        if not 0.0 <= self.good_fraction <= 1.0:
+            raise EdgesegError(f"good_fraction must be in [0, 1], got {self.good_fraction}")
+        if self.defects[0] < 0:
+            raise EdgesegError("defects must be >= 0")
+        if self.defect_size[0] < 1 or self.defect_size[1] >= self.image_size:
+            raise EdgesegError(
+                f"defect_size must be within 1..{self.image_size - 1} for {self.image_size}px images, "
+                f"got {self.defect_size[0]}:{self.defect_size[1]}"
+            )
+        if self.image_size < 16:
+            raise EdgesegError(f"image_size must be at least 16, got {self.image_size}")
+        object.__setattr__(self, "shape", Shape(self.shape))
+        object.__setattr__(self, "noise", Noise(self.noise))
+
+    def replace(self, **changes: Any) -> "SynthConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["shape"], d["noise"] = self.shape.value, self.noise.value
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SynthConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in known})
+
+
+PRESETS: dict[str, SynthConfig] = {
+    # Exactly the seed script's distribution: two rectangles, contrast 3, uniform noise 100..124.
+    "seed": SynthConfig(),
+    # The seed's text for the test set: 1–2 defects of contrast 3–4.
+    "test": SynthConfig(contrast=(3, 4), defects=(1, 2)),
+    # The recommended training recipe (see docs/STUDY.md): it teaches the mean shift, not the seed's
+    # hard noise bounds — noise model, noise level, background level and illumination vary per image,
+    # defects are rectangles and ellipses, and a fifth of the images are defect-free.
+    "train": SynthConfig(
+        contrast=(2.5, 6.0), contrast_continuous=True, defects=(0, 3), good_fraction=0.2,
+        shape=Shape.mixed, noise=Noise.mixed, noise_scale=(0.8, 1.25), level_shift=(-40.0, 40.0),
+        illumination=16.0,
+    ),
+}
+
+
+def preset(name: str) -> SynthConfig:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise EdgesegError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}") from None
+
+
+@dataclass(frozen=True)
+class Defect:
+    """One drawn defect: bounding box (x, y, w, h) in pixels, its shape, contrast and rotation (ellipses)."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+    shape: str
+    contrast: float
+    angle: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class Sample:
+    image: np.ndarray  # (H, W) uint8
+    mask: np.ndarray  # (H, W) uint8 in {0, 1}
+    defects: list[Defect] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)  # per-image draws: noise model, std, level, lighting
+
+
+def _noise(rng: np.random.Generator, cfg: SynthConfig, n: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """Background noise (float, zero mean, before level shift) and what was drawn."""
+    kind = cfg.noise if cfg.noise is not Noise.mixed else (Noise.uniform if rng.random() < 0.5 else Noise.gaussian)
+    scale = float(rng.uniform(*cfg.noise_scale))
+    if kind is Noise.uniform and scale == 1.0:
+        # The seed's own draw: integers 100..124, kept integer so the preset is exact.
+        field_ = rng.integers(SEED_LOW, SEED_HIGH + 1, size=(n, n)).astype(np.float32) - SEED_MEAN
+    elif kind is Noise.uniform:
+        half = math.sqrt(3.0) * SEED_STD * scale  # same std as scale × the seed's
+        field_ = rng.uniform(-half, half, size=(n, n)).astype(np.float32)
+    else:
+        field_ = rng.normal(0.0, SEED_STD * scale, size=(n, n)).astype(np.float32)
+    return field_, {"noise": kind.value, "noise_std": round(SEED_STD * scale, 4)}
+
+
+def _illumination(rng: np.random.Generator, amplitude: float, n: int) -> tuple[np.ndarray | None, float]:
+    """A smooth field: a tilted plane plus one broad bump, scaled to a random peak-to-peak ≤ amplitude."""
+    if amplitude <= 0:
+        return None, 0.0
+    ptp = float(rng.uniform(0, amplitude))
+    yy, xx = np.mgrid[0:n, 0:n].astype(np.float32) / n
+    theta = rng.uniform(0, 2 * np.pi)
+    plane = np.cos(theta) * xx + np.sin(theta) * yy
+    cx, cy, sigma = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.25, 0.8)
+    bump = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * sigma**2)) * rng.choice([-1.0, 1.0])
+    f = plane + rng.uniform(0, 1) * bump
+    span = float(f.max() - f.min()) or 1.0
+    return ((f - f.mean()) * (ptp / span)).astype(np.float32), ptp
+
+
+def _defect_mask(shape: str, w: int, h: int, angle: float) -> np.ndarray:
+    """Boolean footprint of a defect inside its (h, w) box."""
+    if shape == Shape.rect.value:
+        return np.ones((h, w), dtype=bool)
+    # Ellipse inscribed in the box, rotated by angle and shrunk so it stays inside the box.
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    cy, cx = (h - 1) / 2, (w - 1) / 2
+    c, s = math.cos(angle), math.sin(angle)
+    # Semi-axes chosen so the rotated ellipse's bounding box fits (w, h).
+    a, b = w / 2, h / 2
+    if angle:
+        # For a rotated ellipse with semi-axes (p, q): half-extents sqrt(p²c²+q²s²), sqrt(p²s²+q²c²).
+        # Solve for p, q that fill the box (clipped to stay positive when the angle makes it infeasible).
+        det = c**4 - s**4
+        if abs(det) > 1e-3:
+            p2 = (a**2 * c**2 - b**2 * s**2) / det
+            q2 = (b**2 * c**2 - a**2 * s**2) / det
+        else:
+            p2 = q2 = -1.0
+        if p2 <= 1 or q2 <= 1:  # near 45°: fall back to a circle-ish ellipse that fits
+            p2 = q2 = min(a, b) ** 2
+        a, b = math.sqrt(p2), math.sqrt(q2)
+    u = (xx - cx) * c + (yy - cy) * s
+    v = -(xx - cx) * s + (yy - cy) * c
+    m = (u / max(a, 0.5)) ** 2 + (v / max(b, 0.5)) ** 2 <= 1.0
+    if not m.any():
+        m[int(cy), int(cx)] = True
+    return m
+
+
+def generate(rng: np.random.Generator, cfg: SynthConfig = PRESETS["seed"]) -> Sample:
+    """Draw one image, its binary mask and the list of defects."""
+    n = cfg.image_size
+    noise, info = _noise(rng, cfg, n)
+    level = SEED_MEAN + float(rng.uniform(*cfg.level_shift))
+    light, ptp = _illumination(rng, cfg.illumination, n)
+    info.update(level=round(level, 3), illumination=round(ptp, 3))
+
+    count = 0 if rng.random() < cfg.good_fraction else int(rng.integers(cfg.defects[0], cfg.defects[1] + 1))
+    contrast_map = np.zeros((n, n), dtype=np.float32)
+    mask = np.zeros((n, n), dtype=np.uint8)
+    defects: list[Defect] = []
+    lo, hi = cfg.defect_size
+    for _ in range(count):
+        w, h = (int(v) for v in rng.integers(lo, hi + 1, size=2))
+        # The seed: x = randint(0, 256 - size), i.e. 0..256-size-1, so the defect is fully inside.
+        x, y = int(rng.integers(0, n - w)), int(rng.integers(0, n - h))
+        if cfg.contrast_continuous:
+            c = float(rng.uniform(*cfg.contrast))
+        else:
+            c = float(rng.integers(int(cfg.contrast[0]), int(cfg.contrast[1]) + 1))
+        shape = cfg.shape.value if cfg.shape is not Shape.mixed else str(rng.choice([Shape.rect.value, Shape.ellipse.value]))
+        angle = float(rng.uniform(0, math.pi)) if shape == Shape.ellipse.value and rng.random() < 0.5 else 0.0
+        foot = _defect_mask(shape, w, h, angle)
+        region = contrast_map[y : y + h, x : x + w]
+        region[foot] = c  # the last defect drawn wins where they overlap, like the seed's redraw
+        mask[y : y + h, x : x + w][foot] = 1
+        defects.append(Defect(x, y, w, h, shape, round(c, 4), round(angle, 4)))
+
+    img = noise + level + contrast_map
+    if light is not None:
+        img += light
+    image = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    return Sample(image=image, mask=mask, defects=defects, info=info)
+
+
+def generate_batch(rng: np.random.Generator, cfg: SynthConfig, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` images and masks stacked: (count, H, W) uint8 each. For training and benchmarks."""
+    n = cfg.image_size
+    images = np.empty((count, n, n), dtype=np.uint8)
+    masks = np.empty((count, n, n), dtype=np.uint8)
+    for i in range(count):
+        s = generate(rng, cfg)
+        images[i], masks[i] = s.image, s.mask
+    return images, masks
