@@ -1,0 +1,154 @@
+"""Keras → ONNX with tf2onnx, and a parity check that refuses an export that changes the answers.
+
+tf2onnx cannot read a Keras 3 model's signature by itself (onnx/tensorflow-onnx#2329), so the input
+signature is explicit: ``image`` (None, H, W, 1) float32 raw pixels, dynamic batch, fixed image size (the
+size TensorRT profiles and the camera use). The exported file is checked against Keras on *generated*
+images (never test data) and only renamed into place when max |Δprob| ≤ ``tolerance``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeseg.artifacts import atomic_path, manifest_path, read_json, sha256_file, write_manifest
+from edgeseg.deps import require
+from edgeseg.errors import EdgesegError
+from edgeseg.progress import Progress, silent
+from edgeseg.types import Precision
+
+DEFAULT_OPSET = 17
+PARITY_TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    max_abs_diff: float
+    parity_images: int
+
+
+def source_manifest(model_path: str | Path) -> dict[str, Any]:
+    """The manifest beside a model artifact, or {} when there is none (a hand-made model)."""
+    mpath = manifest_path(model_path)
+    if not mpath.is_file():
+        return {}
+    try:
+        data = read_json(mpath)
+    except ValueError as e:
+        raise EdgesegError(f"{mpath} is not valid JSON: {e}") from e
+    return data if isinstance(data, dict) else {}
+
+
+def inherited(src: dict[str, Any]) -> dict[str, Any]:
+    """What a derived artifact copies from its source's manifest (threshold, model summary)."""
+    return {k: src[k] for k in ("threshold", "model") if k in src}
+
+
+def parity_images(image_size: int, count: int, seed: int) -> np.ndarray:
+    """Generated images for parity checks (synth, default preset), (count, S, S) uint8."""
+    from edgeseg.data.synth import generate_batch, preset
+
+    images, _ = generate_batch(np.random.default_rng(seed), sized(preset("test"), image_size), count)
+    return images
+
+
+def sized(cfg, image_size: int):
+    """``cfg`` at another image size, defect sizes scaled with it (the presets are for 256×256)."""
+    if image_size == cfg.image_size:
+        return cfg
+    f = image_size / cfg.image_size
+    lo, hi = cfg.defect_size
+    lo, hi = max(2, round(lo * f)), max(2, min(round(hi * f), image_size // 2))
+    return cfg.replace(image_size=image_size, defect_size=(min(lo, hi), hi))
+
+
+def export_onnx(model_path: str | Path, out: str | Path, *, image_size: int = 256, opset: int = DEFAULT_OPSET,
+                parity_count: int = 8, parity_seed: int = 20240, tolerance: float = PARITY_TOLERANCE,
+                progress: Progress = silent) -> ExportResult:
+    """Export ``model_path`` (.keras) to ``out`` (.onnx), check parity, write the manifest.
+
+    Raises :class:`EdgesegError` when the model cannot be read, the conversion fails, or the ONNX file
+    differs from Keras by more than ``tolerance``; nothing is left at ``out`` then.
+    """
+    from edgeseg.runners.keras import KerasRunner
+    from edgeseg.runners.onnxrt import OnnxRuntimeRunner
+
+    model_path, out = Path(model_path), Path(out)
+    if not model_path.is_file():
+        raise EdgesegError(f"model file not found: {model_path}")
+    if opset < 17:
+        raise EdgesegError(f"--opset must be 17 or higher (got {opset})")
+    if image_size < 8:
+        raise EdgesegError(f"--image-size must be at least 8 (got {image_size})")
+    tf = require("tensorflow")
+    tf2onnx = require("tf2onnx")
+    progress(0, 3, "loading Keras model")
+    keras_runner = KerasRunner(model_path).activate()
+    if keras_runner.image_shape and keras_runner.image_shape != (image_size, image_size):
+        raise EdgesegError(
+            f"{model_path} takes {keras_runner.image_shape[0]}x{keras_runner.image_shape[1]} images; "
+            f"pass --image-size {keras_runner.image_shape[0]}")
+    model = keras_runner.model
+    progress(1, 3, "converting with tf2onnx")
+    spec = (tf.TensorSpec((None, image_size, image_size, 1), tf.float32, name="image"),)
+    try:
+        proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=opset)
+    except Exception as e:  # tf2onnx raises many kinds; fall back to tracing a tf.function
+        try:
+            fn = tf.function(lambda image: model(image, training=False), input_signature=spec)
+            proto, _ = tf2onnx.convert.from_function(fn, input_signature=spec, opset=opset)
+        except Exception as e2:
+            raise EdgesegError(f"tf2onnx could not convert {model_path}: {e}; from_function: {e2}") from e2
+    _name_output(proto)
+
+    images = parity_images(image_size, parity_count, parity_seed)
+    with atomic_path(out) as tmp:
+        tmp.write_bytes(proto.SerializeToString())
+        progress(2, 3, "parity check against Keras")
+        with OnnxRuntimeRunner(tmp, io_binding=False) as ort_runner:
+            diff = max_abs_diff(keras_runner, ort_runner, images)
+        if not diff <= tolerance:
+            raise EdgesegError(
+                f"ONNX export of {model_path} differs from Keras by max |Δprob| = {diff:.2e} "
+                f"(> {tolerance:.0e}); not written")
+        onnx_sha = sha256_file(tmp)
+    keras_runner.deactivate()
+    src = source_manifest(model_path)
+    write_manifest(
+        out, "onnx",
+        config={"opset": opset, "image_size": image_size, "input": "image", "dynamic_batch": True},
+        inputs={str(model_path): sha256_file(model_path)},
+        precision=Precision.fp32.value,
+        parity={"max_abs_diff": diff, "images": parity_count, "seed": parity_seed, "tolerance": tolerance,
+                "reference": "keras"},
+        sha256=onnx_sha,
+        **inherited(src),
+    )
+    progress(3, 3, f"max |Δprob| {diff:.1e}")
+    return ExportResult(out, diff, parity_count)
+
+
+def max_abs_diff(reference, candidate, images: np.ndarray, batch: int = 8) -> float:
+    """max |Δprob| between two active runners over ``images``."""
+    worst = 0.0
+    for i in range(0, len(images), batch):
+        a = reference.infer(images[i:i + batch])
+        b = candidate.infer(images[i:i + batch])
+        worst = max(worst, float(np.max(np.abs(a - b))))
+    return worst
+
+
+def _name_output(proto) -> None:
+    """Give the graph output a stable name (``prob``): tf2onnx names it after the last Keras layer."""
+    graph = proto.graph
+    if len(graph.output) != 1 or graph.output[0].name == "prob":
+        return
+    old = graph.output[0].name
+    for node in graph.node:
+        node.output[:] = ["prob" if o == old else o for o in node.output]
+        node.input[:] = ["prob" if i == old else i for i in node.input]
+    graph.output[0].name = "prob"

@@ -1,0 +1,129 @@
+"""ONNX Runtime runner: FP32, FP16 and INT8 ONNX on the CPU (or any execution provider given).
+
+Threads are set explicitly: ONNX Runtime's default spins one thread per core, and in a benchmark that runs
+beside other work (or in several processes) the spin-waiting threads fight each other; a fixed
+``intra_op_num_threads`` with sequential execution gives repeatable timings. Graph optimisation is ALL so the
+Q/DQ pairs of an INT8 model fuse into integer kernels.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from edgeseg.artifacts import manifest_path, read_json
+from edgeseg.deps import require
+from edgeseg.errors import BadInput, EdgesegError
+from edgeseg.runners.base import Runner
+from edgeseg.types import Backend, Precision
+
+
+class OnnxRuntimeRunner(Runner):
+    """Runs an ``.onnx`` model with ONNX Runtime.
+
+    Options: ``intra_op_num_threads`` (default: all cores), ``providers`` (default CPUExecutionProvider),
+    ``io_binding`` (bind a reused output buffer per batch size; default on for the CPU provider).
+    """
+
+    backend = Backend.onnxruntime
+
+    def __init__(self, path, intra_op_num_threads: int | None = None, providers: list[str] | None = None,
+                 io_binding: bool | None = None, **options):
+        if options:
+            raise EdgesegError(f"unknown option(s) for the onnxruntime backend: {', '.join(sorted(options))}")
+        super().__init__(path)
+        self.intra_op_num_threads = int(intra_op_num_threads or os.cpu_count() or 1)
+        self.providers = list(providers or ["CPUExecutionProvider"])
+        self.io_binding = io_binding
+        self.session = None
+        self._input_name = self._output_name = ""
+        self._outputs: dict[tuple[int, ...], np.ndarray] = {}
+
+    def _activate(self) -> None:
+        ort = require("onnxruntime")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.intra_op_num_threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=self.providers)
+        except Exception as e:  # ORT raises its own Fail/InvalidGraph/InvalidProtobuf classes
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise EdgesegError(f"{self.path} is not a usable ONNX model: {first}") from e
+        inp, out = self.session.get_inputs()[0], self.session.get_outputs()[0]
+        self._input_name, self._output_name = inp.name, out.name
+        if inp.type != "tensor(float)":
+            raise EdgesegError(f"{self.path} takes {inp.type} input; edgeseg models take float32 raw pixels")
+        shape = list(inp.shape)
+        if len(shape) != 4 or shape[3] not in (1, None) and not isinstance(shape[3], str):
+            raise EdgesegError(f"{self.path} takes input shaped {shape}; edgeseg models take (N, H, W, 1)")
+        if isinstance(shape[1], int) and isinstance(shape[2], int):
+            self.image_shape = (shape[1], shape[2])
+        self._static_batch = shape[0] if isinstance(shape[0], int) else None
+        self._output_rank = len(out.shape)
+        self.precision = onnx_precision(self.path)
+        if self.io_binding is None:
+            self.io_binding = self.providers[0] == "CPUExecutionProvider"
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        if self._static_batch is not None and batch.shape[0] != self._static_batch:
+            raise BadInput(f"{self.describe()} takes batches of {self._static_batch}, got {batch.shape[0]}")
+        try:
+            return self._run(batch)
+        except Exception as e:
+            if type(e).__name__ in ("InvalidArgument", "Fail") and "shape" in str(e).lower():
+                raise BadInput(f"{self.describe()} cannot take images shaped {batch.shape[1:3]}: "
+                               f"{str(e).strip().splitlines()[0]}") from e
+            raise
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        if not self.io_binding:
+            return self.session.run([self._output_name], {self._input_name: batch})[0]
+        # Binding a preallocated output per batch size saves ORT allocating (and us copying) a fresh array
+        # on every call; the caller gets a copy-free view, so copy before the buffer is reused.
+        out = self._outputs.get(batch.shape)
+        if out is None:
+            shape = batch.shape if self._output_rank == 4 else batch.shape[:3]
+            out = self._outputs[batch.shape] = np.empty(shape, dtype=np.float32)
+        binding = self.session.io_binding()
+        binding.bind_cpu_input(self._input_name, batch)
+        binding.bind_output(self._output_name, "cpu", 0, np.float32, out.shape, out.ctypes.data)
+        self.session.run_with_iobinding(binding)
+        return out.copy()
+
+    def _deactivate(self) -> None:
+        self.session = None
+        self._outputs.clear()
+
+
+def onnx_precision(path: str | Path) -> Precision:
+    """fp32/fp16/int8 of an ONNX file: from its manifest when present, else by looking at the graph
+    (QuantizeLinear nodes → int8, float16 initializers → fp16)."""
+    path = Path(path)
+    mpath = manifest_path(path)
+    if mpath.is_file():
+        try:
+            value = read_json(mpath).get("precision")
+            if value:
+                return Precision(value)
+        except (ValueError, AttributeError):
+            pass  # an unreadable manifest: fall back to the graph
+    onnx = require("onnx")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:
+        raise EdgesegError(f"{path} is not an ONNX model: {e}") from e
+    return graph_precision(model)
+
+
+def graph_precision(model) -> Precision:
+    """Precision of an in-memory ONNX ModelProto (see :func:`onnx_precision`)."""
+    ops = {n.op_type for n in model.graph.node}
+    if ops & {"QuantizeLinear", "QLinearConv", "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"}:
+        return Precision.int8
+    if any(t.data_type == 10 for t in model.graph.initializer):  # TensorProto.FLOAT16
+        return Precision.fp16
+    return Precision.fp32

@@ -1,0 +1,102 @@
+"""KerasRunner and OnnxRuntimeRunner on a tiny real model (TensorFlow, tf2onnx, ONNX Runtime; no mocks)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgeseg.errors import BadInput, EdgesegError
+from edgeseg.runners.base import load_runner
+from edgeseg.types import Precision
+
+SIZE = 32
+
+
+def tiny_keras_model(path):
+    """Conv → ReLU → Conv → sigmoid on raw pixels, input ``image`` (None, None, None, 1)."""
+    import keras
+
+    inp = keras.Input((None, None, 1), name="image")
+    x = keras.layers.Rescaling(1 / 255.0, offset=-0.45)(inp)
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(x)
+    out = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")(x)
+    keras.Model(inp, out).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    from edgeseg.export.onnx import export_onnx
+
+    d = tmp_path_factory.mktemp("runners")
+    keras_path = tiny_keras_model(d / "model.keras")
+    export_onnx(keras_path, d / "model.onnx", image_size=SIZE, parity_count=2)
+    return keras_path, d / "model.onnx"
+
+
+@pytest.fixture(scope="module")
+def images():
+    return np.random.default_rng(0).integers(90, 140, size=(3, SIZE, SIZE), dtype=np.uint8)
+
+
+def test_keras_runner_returns_probabilities_per_pixel(models, images):
+    with load_runner(models[0]) as runner:
+        probs = runner.infer(images)
+        assert runner.image_shape is None  # fully convolutional: any size
+        assert runner.precision is Precision.fp32
+        assert runner.infer(images[..., None]).shape == (3, SIZE, SIZE)
+        assert runner.infer(images[0]).shape == (1, SIZE, SIZE)
+    assert probs.shape == (3, SIZE, SIZE) and probs.dtype == np.float32
+    assert 0.0 < probs.min() <= probs.max() < 1.0
+
+
+def test_onnxruntime_runner_matches_keras(models, images):
+    with load_runner(models[0]) as k, load_runner(models[1], intra_op_num_threads=1) as o:
+        assert o.image_shape == (SIZE, SIZE)
+        assert o.precision is Precision.fp32
+        ref = k.infer(images)
+        assert np.max(np.abs(o.infer(images) - ref)) <= 1e-4
+        # Outputs of successive calls must not share the bound buffer.
+        first = o.infer(images[:1])
+        o.infer(np.full((1, SIZE, SIZE), 200, np.uint8))
+        assert np.max(np.abs(first - ref[:1])) <= 1e-4
+
+
+def test_onnxruntime_io_binding_and_plain_run_agree(models, images):
+    with load_runner(models[1], io_binding=True) as a, load_runner(models[1], io_binding=False) as b:
+        np.testing.assert_array_equal(a.infer(images), b.infer(images))
+        assert a.infer(images[:2]).shape == (2, SIZE, SIZE)
+
+
+def test_onnxruntime_precision_read_from_graph_without_manifest(models, tmp_path):
+    from edgeseg.runners.onnxrt import onnx_precision
+
+    bare = tmp_path / "bare.onnx"
+    bare.write_bytes(models[1].read_bytes())
+    assert onnx_precision(bare) is Precision.fp32
+
+
+def test_wrong_image_size_is_one_line_bad_input(models):
+    with load_runner(models[1]) as runner, pytest.raises(BadInput, match=f"takes {SIZE}x{SIZE} images, got 48x48"):
+        runner.infer(np.zeros((1, 48, 48), np.uint8))
+
+
+def test_file_that_is_not_an_onnx_model_is_refused(tmp_path):
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes(b"this is not a protobuf")
+    with pytest.raises(EdgesegError, match="broken.onnx is not a usable ONNX model") as e:
+        load_runner(bad).activate()
+    assert "\n" not in str(e.value)
+
+
+def test_file_that_is_not_a_keras_model_is_refused(tmp_path):
+    bad = tmp_path / "broken.keras"
+    bad.write_bytes(b"PK not really a zip")
+    with pytest.raises(EdgesegError, match="broken.keras is not a Keras model") as e:
+        load_runner(bad).activate()
+    assert "\n" not in str(e.value)
+
+
+def test_unknown_runner_option_is_refused(models):
+    with pytest.raises(EdgesegError, match="unknown option"):
+        load_runner(models[1], threads=2)
