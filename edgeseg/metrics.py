@@ -1,0 +1,273 @@
+"""Segmentation and inspection metrics for defect probabilities (pure NumPy + OpenCV, no TensorFlow).
+
+Two views of the same prediction:
+
+* **pixels** — Dice (= pixel F1) and IoU, micro (summed over the whole set) and mean per image, pixel
+  precision and recall;
+* **defects and images** — what an inspection line cares about: was each defect found, how many false
+  blobs per image, how many defective images escaped, how many good images were rejected (overkill).
+
+Definitions (shared by ``edgeseg eval``, ``edgeseg compare`` and the training reports):
+
+* ground-truth defects are the 8-connected components of the GT mask (overlapping defects merge into one,
+  so the count is the same with or without a manifest); a GT defect is *found* when at least
+  ``HIT_FRACTION`` (30 %) of its pixels are predicted;
+* a *blob* is an 8-connected predicted component of at least ``MIN_BLOB`` (16) pixels; smaller specks are
+  ignored by every image-level count;
+* a *false-positive blob* is a blob that overlaps no single GT defect by ``FP_OVERLAP`` (10 %) of the
+  blob's own pixels or more;
+* an *escape* is a defective image with no blob; an *overkill* is a defect-free image with any blob.
+
+    truth = GroundTruth.from_masks(masks, defects)      # once per dataset
+    report = compute(probs, truth, threshold=0.5)        # a dict of plain floats/ints, JSON-ready
+    t = f1_best_threshold(probs, masks)                  # the threshold maximising pixel F1
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+HIT_FRACTION = 0.30
+MIN_BLOB = 16
+FP_OVERLAP = 0.10
+#: Defect-size bins on sqrt(component area) in pixels: [lo, hi).
+SIZE_BINS: tuple[tuple[float, float], ...] = ((0, 8), (8, 16), (16, 32), (32, 64), (64, math.inf))
+
+
+def _components(binary: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """8-connected components: (count including background label 0, label image, areas per label)."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(binary.view(np.uint8), connectivity=8)
+    return n, labels, stats[:, cv2.CC_STAT_AREA].astype(np.int64)
+
+
+def _size_bin(area: int) -> str:
+    side = math.sqrt(area)
+    for lo, hi in SIZE_BINS:
+        if lo <= side < hi:
+            return f"{lo:g}-{hi:g}" if math.isfinite(hi) else f"{lo:g}+"
+    raise AssertionError(area)  # pragma: no cover - bins cover [0, inf)
+
+
+def _contrast_bin(c: float) -> str:
+    """Unit-wide bins labelled by their lower end: 3 means 3 <= c < 4 (integer contrasts map to themselves)."""
+    return str(int(math.floor(c + 1e-9)))
+
+
+def _footprint(d: dict[str, Any]) -> np.ndarray:
+    from edgeseg.data.synth import _defect_mask
+
+    return _defect_mask(str(d.get("shape", "rect")), int(d["w"]), int(d["h"]), float(d.get("angle", 0.0)))
+
+
+@dataclass
+class GroundTruth:
+    """The GT side of the metrics, computed once per dataset and reused for every threshold and model.
+
+    ``defects`` (per image, a list of manifest defect dicts with x, y, w, h, shape, contrast, angle) is
+    optional; with it the recall is also broken down by contrast (the lowest contrast among the drawn
+    defects that make up a component).
+    """
+
+    masks: np.ndarray  # (N, H, W) bool
+    labels: list[np.ndarray]  # per image, int32 label image (0 = background)
+    areas: list[np.ndarray]  # per image, areas of labels 1..n
+    size_bins: list[list[str]]
+    contrasts: list[list[float | None]] | None
+
+    @classmethod
+    def from_masks(cls, masks: np.ndarray, defects: list[list[dict]] | None = None) -> "GroundTruth":
+        m = np.asarray(masks)
+        if m.ndim == 4 and m.shape[-1] == 1:
+            m = m[..., 0]
+        if m.ndim == 2:
+            m = m[None]
+        if m.ndim != 3:
+            raise ValueError(f"masks must be (N, H, W), got {m.shape}")
+        m = m > 0
+        labels, areas, size_bins = [], [], []
+        contrasts: list[list[float | None]] | None = [] if defects is not None else None
+        if defects is not None and len(defects) != len(m):
+            raise ValueError(f"{len(defects)} defect lists for {len(m)} masks")
+        for i, mask in enumerate(m):
+            n, lab, area = _components(mask.astype(np.uint8))
+            labels.append(lab)
+            areas.append(area[1:])
+            size_bins.append([_size_bin(int(a)) for a in area[1:]])
+            if contrasts is not None:
+                contrasts.append(_component_contrasts(lab, n, defects[i]))
+        return cls(m, labels, areas, size_bins, contrasts)
+
+    def __len__(self) -> int:
+        return len(self.masks)
+
+
+def _component_contrasts(labels: np.ndarray, n: int, defects: list[dict]) -> list[float | None]:
+    """Lowest contrast of the drawn defects whose footprint overlaps each component (None if none does)."""
+    out: list[float | None] = [None] * (n - 1)
+    h_img, w_img = labels.shape
+    for d in defects:
+        x, y, w, h = int(d["x"]), int(d["y"]), int(d["w"]), int(d["h"])
+        if x < 0 or y < 0 or x + w > w_img or y + h > h_img:
+            continue
+        hit = np.unique(labels[y : y + h, x : x + w][_footprint(d)])
+        for k in hit[hit > 0]:
+            c = float(d["contrast"])
+            prev = out[k - 1]
+            out[k - 1] = c if prev is None else min(prev, c)
+    return out
+
+
+def _ratio(num: float, den: float, empty: float) -> float:
+    return float(num) / float(den) if den else empty
+
+
+def compute(probs: np.ndarray, truth: GroundTruth | np.ndarray, threshold: float = 0.5,
+            defects: list[list[dict]] | None = None) -> dict[str, Any]:
+    """All metrics of ``probs`` (N, H, W) against ``truth`` at ``threshold`` (a pixel is predicted when
+    prob >= threshold). ``truth`` is a :class:`GroundTruth` or the (N, H, W) {0, 1} masks.
+
+    Conventions for empty cases: an image with empty GT and empty prediction has per-image Dice and IoU 1
+    (it is perfectly segmented); micro Dice/IoU and pixel precision are 1 when there is nothing to find and
+    nothing predicted, pixel precision is 0 when nothing is predicted but GT exists; rates over an empty
+    population (e.g. overkill on a set with no good image) are ``None``.
+    """
+    if not isinstance(truth, GroundTruth):
+        truth = GroundTruth.from_masks(truth, defects)
+    p = np.asarray(probs)
+    if p.ndim == 4 and p.shape[-1] == 1:
+        p = p[..., 0]
+    if p.ndim == 2:
+        p = p[None]
+    if p.shape != truth.masks.shape:
+        raise ValueError(f"probabilities {p.shape} and masks {truth.masks.shape} differ in shape")
+    pred = p >= threshold
+    gt = truth.masks
+
+    # Pixel counts per image, vectorised over the set.
+    tp = np.count_nonzero(pred & gt, axis=(1, 2)).astype(np.int64)
+    n_pred = np.count_nonzero(pred, axis=(1, 2)).astype(np.int64)
+    n_gt = np.count_nonzero(gt, axis=(1, 2)).astype(np.int64)
+    fp, fn = n_pred - tp, n_gt - tp
+    union = tp + fp + fn
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dice_img = np.where(union > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 1.0)
+        iou_img = np.where(union > 0, tp / np.maximum(union, 1), 1.0)
+    TP, FP, FN = int(tp.sum()), int(fp.sum()), int(fn.sum())
+
+    # Defect- and image-level counts need connected components, one image at a time.
+    n_defects = found_total = fp_blobs = escapes = overkills = 0
+    by_contrast: dict[str, list[int]] = {}
+    by_size: dict[str, list[int]] = {}
+    fp_per_image = np.zeros(len(gt), dtype=np.int64)
+    for i in range(len(gt)):
+        lab_gt, area_gt = truth.labels[i], truth.areas[i]
+        k = len(area_gt)
+        if k:
+            hits = np.bincount(lab_gt[pred[i]], minlength=k + 1)[1:]
+            found = hits >= HIT_FRACTION * area_gt
+            n_defects += k
+            found_total += int(found.sum())
+            for j in range(k):
+                by_size.setdefault(truth.size_bins[i][j], [0, 0])
+                by_size[truth.size_bins[i][j]][0] += 1
+                by_size[truth.size_bins[i][j]][1] += int(found[j])
+                if truth.contrasts is not None and truth.contrasts[i][j] is not None:
+                    key = _contrast_bin(truth.contrasts[i][j])
+                    by_contrast.setdefault(key, [0, 0])
+                    by_contrast[key][0] += 1
+                    by_contrast[key][1] += int(found[j])
+        if n_pred[i] < MIN_BLOB:  # no blob possible: skip the component pass
+            blobs = 0
+        else:
+            n_p, lab_p, area_p = _components(pred[i].astype(np.uint8))
+            big = area_p >= MIN_BLOB
+            big[0] = False
+            blobs = int(big.sum())
+            if blobs and k:
+                both = (lab_p > 0) & (lab_gt > 0)
+                # Largest overlap of each blob with any single GT defect.
+                pair = lab_p[both].astype(np.int64) * (k + 1) + lab_gt[both]
+                ids, counts = np.unique(pair, return_counts=True)
+                best = np.zeros(n_p, dtype=np.int64)
+                np.maximum.at(best, ids // (k + 1), counts)
+                false = big & (best < FP_OVERLAP * area_p)
+            else:
+                false = big
+            fp_per_image[i] = int(false.sum())
+        fp_blobs += int(fp_per_image[i])
+        if k and blobs == 0:
+            escapes += 1
+        if not k and blobs > 0:
+            overkills += 1
+
+    n = len(gt)
+    n_defective = int(np.count_nonzero(n_gt))
+    n_good = n - n_defective
+
+    def breakdown(d: dict[str, list[int]], order) -> dict[str, dict[str, Any]]:
+        return {key: {"n": d[key][0], "found": d[key][1], "recall": _ratio(d[key][1], d[key][0], 0.0)}
+                for key in sorted(d, key=order)}
+
+    return {
+        "threshold": float(threshold),
+        "n_images": n,
+        "n_defective_images": n_defective,
+        "n_good_images": n_good,
+        "dice": _ratio(2 * TP, 2 * TP + FP + FN, 1.0),
+        "iou": _ratio(TP, TP + FP + FN, 1.0),
+        "dice_mean": float(dice_img.mean()) if n else None,
+        "iou_mean": float(iou_img.mean()) if n else None,
+        "pixel_precision": _ratio(TP, TP + FP, 1.0 if TP + FN == 0 else 0.0),
+        "pixel_recall": _ratio(TP, TP + FN, 1.0),
+        "n_defects": n_defects,
+        "defects_found": found_total,
+        "defect_recall": _ratio(found_total, n_defects, 1.0) if n_defects else None,
+        "fp_blobs": fp_blobs,
+        "fp_blobs_per_image": _ratio(fp_blobs, n, 0.0),
+        "escapes": escapes,
+        "escape_rate": _ratio(escapes, n_defective, 0.0) if n_defective else None,
+        "overkills": overkills,
+        "overkill_rate": _ratio(overkills, n_good, 0.0) if n_good else None,
+        "recall_by_contrast": breakdown(by_contrast, float) if truth.contrasts is not None else None,
+        "recall_by_size": breakdown(by_size, lambda s: float(s.split("-")[0].rstrip("+"))),
+    }
+
+
+def pixel_f1_curve(probs: np.ndarray, masks: np.ndarray, resolution: int = 10_000) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel F1 (micro Dice) at every threshold k / resolution, k = 1..resolution.
+
+    One pass: probabilities are quantised to the grid and histogrammed separately for GT-positive pixels
+    and all pixels; cumulative sums from the top give TP and predicted counts at every grid threshold
+    exactly (prob >= k/resolution ⇔ floor(prob·resolution) >= k), about 0.2 s for 200 images of 256².
+    """
+    p = np.asarray(probs, dtype=np.float32).ravel()
+    g = np.asarray(masks).ravel() > 0
+    if p.shape != g.shape:
+        raise ValueError(f"probabilities and masks differ in size: {np.shape(probs)} vs {np.shape(masks)}")
+    q = np.clip(np.floor(p * resolution), 0, resolution).astype(np.int64)
+    all_hist = np.bincount(q, minlength=resolution + 1)
+    pos_hist = np.bincount(q[g], minlength=resolution + 1)
+    pred = np.cumsum(all_hist[::-1])[::-1][1:]  # predicted pixels at thresholds k = 1..resolution
+    tp = np.cumsum(pos_hist[::-1])[::-1][1:]
+    n_pos = int(g.sum())
+    den = pred + n_pos
+    f1 = np.where(den > 0, 2.0 * tp / np.maximum(den, 1), 1.0)
+    thresholds = np.arange(1, resolution + 1, dtype=np.float64) / resolution
+    return thresholds, f1
+
+
+def f1_best_threshold(probs: np.ndarray, masks: np.ndarray, resolution: int = 10_000) -> float:
+    """The threshold (on a 1/resolution grid, in (0, 1)) that maximises pixel F1 over the whole set.
+
+    When several thresholds tie (a confident model is flat over a wide range), the median of the tied
+    thresholds is returned, which keeps the operating point away from the edges of the plateau.
+    """
+    t, f1 = pixel_f1_curve(probs, masks, resolution)
+    t, f1 = t[:-1], f1[:-1]  # threshold 1.0 only predicts probabilities of exactly 1
+    best = np.flatnonzero(f1 >= f1.max())
+    return float(t[best[len(best) // 2]])
