@@ -1,0 +1,229 @@
+"""Datasets on disk: writing generated sets and reading labelled or unlabelled image folders.
+
+Our layout (written by ``edgeseg generate``)::
+
+    DIR/images/<n>.png   DIR/labels/<n>.png (0/255)   DIR/manifest.json
+
+The seed's layout is read too: ``DIR/<n>.png`` with labels in ``DIR/label/<n>.png``. Every problem with the
+files (corrupt or truncated PNG, colour image, sizes that differ, a label that is not binary, a missing
+label, an empty folder) raises :class:`BadInput` with one line naming the file, so the CLI can say exactly
+what to fix.
+
+    ds = load_dataset("data/test")       # ds.images (N, H, W) uint8, ds.masks (N, H, W) {0, 1}
+    write_dataset("data/new", preset("test"), count=50, seed=7)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from edgeseg.artifacts import atomic_dir, manifest, read_json, write_json
+from edgeseg.data.synth import GENERATOR_VERSION, SynthConfig, generate
+from edgeseg.errors import BadInput
+from edgeseg.progress import Progress, silent
+
+IMAGE_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg")
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@dataclass
+class Dataset:
+    """Images with their masks, as arrays, plus what the manifest says about them (when there is one)."""
+
+    images: np.ndarray  # (N, H, W) uint8
+    masks: np.ndarray  # (N, H, W) uint8 in {0, 1}
+    names: list[str]
+    #: Per image, the drawn defects (x, y, w, h, shape, contrast, angle) from the manifest, else None.
+    defects: list[list[dict]] | None
+    #: The generator config from the manifest, else None.
+    config: dict[str, Any] | None
+    path: Path
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+def natural_key(name: str) -> list:
+    """Sort key so that 2.png comes before 10.png."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
+
+
+# -- reading ------------------------------------------------------------------------------------------
+def read_gray(path: Path) -> np.ndarray:
+    """One 8-bit grayscale image; BadInput naming the file when it cannot be used as one."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise BadInput(f"cannot read {path}: {e.strerror}") from None
+    if path.suffix.lower() == ".png":
+        if not data.startswith(_PNG_SIGNATURE):
+            raise BadInput(f"{path} is not a PNG file (corrupt or wrong format)")
+        # libpng may decode a file cut short after the pixel data without complaint; a complete PNG
+        # always ends with the IEND chunk.
+        if b"IEND" not in data[-12:]:
+            raise BadInput(f"{path} is truncated (no PNG end marker); regenerate or re-copy it")
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+    if img is None:
+        raise BadInput(f"{path} is corrupt or not an image OpenCV can read")
+    if img.dtype != np.uint8:
+        raise BadInput(f"{path} has {img.dtype} pixels; edgeseg reads 8-bit grayscale images")
+    if img.ndim == 3:
+        color = img[..., :3]
+        if not (np.array_equal(color[..., 0], color[..., 1]) and np.array_equal(color[..., 0], color[..., 2])):
+            raise BadInput(f"{path} is a colour image; edgeseg reads grayscale images (save it as 8-bit gray)")
+        img = np.ascontiguousarray(color[..., 0])
+    return img
+
+
+def read_label(path: Path, shape: tuple[int, ...], image: Path) -> np.ndarray:
+    """A binary label (0/255 or 0/1) as a {0, 1} mask of ``shape``."""
+    lab = read_gray(path)
+    if lab.shape != shape:
+        raise BadInput(f"{path} is {lab.shape[1]}x{lab.shape[0]} but its image {image.name} is {shape[1]}x{shape[0]}")
+    values = np.unique(lab)
+    if not (set(values.tolist()) <= {0, 255} or set(values.tolist()) <= {0, 1}):
+        shown = ", ".join(str(v) for v in values[:6]) + (", ..." if len(values) > 6 else "")
+        raise BadInput(f"{path} is not a binary label: values {shown} (expected 0 and 255, or 0 and 1)")
+    return (lab > 0).astype(np.uint8)
+
+
+def image_dir(path: str | Path) -> Path:
+    """The folder holding the images: DIR/images (our layout) or DIR itself (the seed's)."""
+    p = Path(path)
+    if not p.exists():
+        raise BadInput(f"{p} does not exist")
+    if not p.is_dir():
+        raise BadInput(f"{p} is not a folder")
+    return p / "images" if (p / "images").is_dir() else p
+
+
+def label_dir(path: str | Path) -> Path | None:
+    """The folder holding the labels (DIR/labels, or the seed's DIR/label), or None when there is none."""
+    p = Path(path)
+    for name in ("labels", "label"):
+        if (p / name).is_dir():
+            return p / name
+    return None
+
+
+def _image_files(folder: Path, limit: int | None) -> list[Path]:
+    files = sorted((f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+                    and not f.name.startswith(".")), key=lambda f: natural_key(f.name))
+    if not files:
+        raise BadInput(f"no images in {folder} (expected {', '.join(IMAGE_SUFFIXES)} files)")
+    return files[:limit] if limit else files
+
+
+def _stack(images: list[np.ndarray], files: list[Path]) -> np.ndarray:
+    first = images[0].shape
+    for img, f in zip(images, files):
+        if img.shape != first:
+            raise BadInput(
+                f"{f} is {img.shape[1]}x{img.shape[0]} but {files[0].name} is {first[1]}x{first[0]}; "
+                "all images of a set must have the same size"
+            )
+    return np.stack(images)
+
+
+def load_images(path: str | Path, limit: int | None = None) -> tuple[np.ndarray, list[str]]:
+    """Unlabelled images of a folder (either layout), natural-sorted: ((N, H, W) uint8, names)."""
+    files = _image_files(image_dir(path), limit)
+    return _stack([read_gray(f) for f in files], files), [f.name for f in files]
+
+
+def _find_label(labels: Path, image: Path) -> Path:
+    exact = labels / image.name
+    if exact.is_file():
+        return exact
+    for suffix in (".png", ".PNG"):
+        alt = labels / (image.stem + suffix)
+        if alt.is_file():
+            return alt
+    raise BadInput(f"no label for {image}: expected {exact}")
+
+
+def load_dataset(path: str | Path, limit: int | None = None) -> Dataset:
+    """A labelled set in our layout or the seed's, with or without a manifest (see the module docstring)."""
+    root = Path(path)
+    folder = image_dir(root)
+    labels = label_dir(root)
+    if labels is None:
+        raise BadInput(f"{root} has no labels: expected {root / 'labels'} (or the seed's {root / 'label'})")
+    files = _image_files(folder, limit)
+    images = [read_gray(f) for f in files]
+    stacked = _stack(images, files)
+    masks = np.stack([read_label(_find_label(labels, f), img.shape, f) for f, img in zip(files, images)])
+    names = [f.name for f in files]
+    defects, config = _manifest_info(root, names)
+    return Dataset(stacked, masks, names, defects, config, root)
+
+
+def _manifest_info(root: Path, names: list[str]) -> tuple[list[list[dict]] | None, dict | None]:
+    mpath = root / "manifest.json"
+    if not mpath.is_file():
+        return None, None
+    try:
+        m = read_json(mpath)
+    except (ValueError, OSError) as e:
+        raise BadInput(f"{mpath} is not valid JSON ({e}); delete it or regenerate the set") from None
+    config = (m.get("config") or {}).get("generator") if isinstance(m, dict) else None
+    per_image = {e.get("name"): e.get("defects") for e in (m.get("images") or []) if isinstance(e, dict)}
+    if not all(isinstance(per_image.get(n), list) for n in names):
+        return None, config  # a manifest that does not describe every image is not used for breakdowns
+    return [per_image[n] for n in names], config
+
+
+# -- writing ------------------------------------------------------------------------------------------
+def ensure_replaceable(path: str | Path, kind: str) -> None:
+    """Refuse to overwrite anything but an earlier artifact of the same ``kind`` (or an empty folder), so
+    that ``--out`` pointing at the wrong folder never deletes someone's files."""
+    p = Path(path)
+    if not p.exists():
+        return
+    if not p.is_dir():
+        raise BadInput(f"{p} exists and is not a folder; choose another --out")
+    if not any(p.iterdir()):
+        return
+    m = p / "manifest.json"
+    try:
+        ok = m.is_file() and read_json(m).get("kind") == kind
+    except (ValueError, OSError, AttributeError):
+        ok = False
+    if not ok:
+        raise BadInput(f"{p} exists and is not an edgeseg {kind} folder; refusing to overwrite it (choose another --out)")
+
+
+def write_dataset(out: str | Path, cfg: SynthConfig, count: int, seed: int,
+                  progress: Progress = silent) -> Path:
+    """Generate ``count`` images with ``cfg`` from ``seed`` into ``out`` (replaced atomically when complete).
+
+    Writes images/<n>.png, labels/<n>.png (0/255) and manifest.json: the generator config and version,
+    the seed, and per image its defects (boxes, shapes, contrasts) and the per-image draws (noise, level,
+    illumination), so a set can be regenerated bit for bit and metrics can be broken down by contrast.
+    """
+    if count < 1:
+        raise BadInput(f"count must be at least 1, got {count}")
+    out = Path(out)
+    ensure_replaceable(out, "dataset")
+    rng = np.random.default_rng(seed)
+    records = []
+    with atomic_dir(out) as tmp:
+        (tmp / "images").mkdir()
+        (tmp / "labels").mkdir()
+        for i in range(count):
+            s = generate(rng, cfg)
+            name = f"{i}.png"
+            if not (cv2.imwrite(str(tmp / "images" / name), s.image)
+                    and cv2.imwrite(str(tmp / "labels" / name), s.mask * np.uint8(255))):
+                raise BadInput(f"could not write {out / 'images' / name} (disk full or not writable?)")
+            records.append({"name": name, "defects": [d.to_dict() for d in s.defects], "info": s.info})
+            progress(i + 1, count, name)
+        config = {"generator": cfg.to_dict(), "generator_version": GENERATOR_VERSION, "seed": seed, "count": count}
+        write_json(tmp / "manifest.json", manifest("dataset", config, images=records))
+    return out
