@@ -1,0 +1,80 @@
+"""Model registry: builders follow the I/O convention, save/load round-trips, FLOPs counts, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+import edgeseg.models as models  # noqa: E402
+from edgeseg.errors import EdgesegError  # noqa: E402
+
+
+@pytest.mark.parametrize("name", sorted(models.REGISTRY))
+def test_builders_follow_the_io_convention(name):
+    model = models.build(name)
+    assert model.inputs[0].name == "image"
+    assert tuple(model.inputs[0].shape) == (None, None, None, 1)
+    x = np.random.default_rng(0).integers(80, 160, size=(2, 64, 64, 1)).astype(np.float32)
+    y = np.asarray(model(x))
+    assert y.shape == (2, 64, 64, 1) and y.dtype == np.float32
+    assert np.all((y >= 0) & (y <= 1))
+
+
+def test_inline_is_at_least_ten_times_cheaper_than_unet():
+    inline, unet = models.flops_per_image(models.build("inline")), models.flops_per_image(models.build("unet"))
+    assert unet >= 10 * inline
+    assert 10e6 < inline < 60e6  # the design budget: a few tens of MFLOP per 256² image
+
+
+def test_flops_match_a_hand_count():
+    # 64² input: conv 3×3 1→4 'same' = 64·64·9·1·4 MACs; then a 1×1 4→2 at stride 2 = 32·32·4·2 MACs.
+    inp = keras.Input((None, None, 1), name="image")
+    x = keras.layers.Conv2D(4, 3, padding="same")(inp)
+    x = keras.layers.Conv2D(2, 1, strides=2)(x)
+    model = keras.Model(inp, x)
+    assert models.flops_per_image(model, 64) == 2 * (64 * 64 * 9 * 4 + 32 * 32 * 4 * 2)
+
+
+def test_fold_conv_ignores_the_background_level():
+    model = models.build("inline")
+    x = np.random.default_rng(1).integers(90, 130, size=(1, 64, 64, 1)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(model(x)), np.asarray(model(x + 40.0)), atol=1e-5)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    model = models.build("inline", width=4, stem=8)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path, compile=False)
+    x = np.random.default_rng(2).integers(90, 130, size=(1, 32, 32, 1)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(model(x)), np.asarray(loaded(x)), atol=1e-6)
+
+
+def test_inline_converts_to_onnx_and_matches_keras():
+    tf = pytest.importorskip("tensorflow")
+    tf2onnx = pytest.importorskip("tf2onnx")
+    ort = pytest.importorskip("onnxruntime")
+    model = models.build("inline")
+    spec = (tf.TensorSpec((None, 64, 64, 1), tf.float32, name="image"),)
+    proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=17)
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(3).integers(90, 130, size=(3, 64, 64, 1)).astype(np.float32)
+    got = session.run(None, {"image": x})[0]
+    np.testing.assert_allclose(got, np.asarray(model(x)), atol=1e-4)
+
+
+def test_unknown_model_lists_the_allowed_names():
+    with pytest.raises(EdgesegError, match="unet.*inline.*context"):
+        models.build("resnet")
+
+
+def test_unknown_model_argument_is_a_user_error():
+    with pytest.raises(EdgesegError, match="no argument colour"):
+        models.build("inline", colour=3)
+
+
+def test_describe_records_params_and_flops():
+    d = models.describe(models.build("context"), "context")
+    assert d["name"] == "context" and d["params"] > 0 and d["flops_per_image"] > 0 and d["image_size"] == 256
