@@ -85,8 +85,13 @@ class SynthConfig:
             )
         if self.image_size < 16:
             raise EdgesegError(f"image_size must be at least 16, got {self.image_size}")
-        object.__setattr__(self, "shape", Shape(self.shape))
-        object.__setattr__(self, "noise", Noise(self.noise))
+        for name, enum in (("shape", Shape), ("noise", Noise)):
+            try:
+                object.__setattr__(self, name, enum(getattr(self, name)))
+            except ValueError:
+                raise EdgesegError(
+                    f"unknown {name} {getattr(self, name)!r}: choose one of {', '.join(e.value for e in enum)}"
+                ) from None
 
     def replace(self, **changes: Any) -> "SynthConfig":
         return dataclasses.replace(self, **changes)
