@@ -1,0 +1,291 @@
+"""Single-image vs batched inference speed of any :class:`~edgeseg.runners.base.Runner`.
+
+The harness owns the clock (runners never time themselves): a time-based warm-up first, like trtexec's,
+then for each repeat it calls the runner back to back for a fixed duration, timing every call with
+``time.perf_counter()``. A row reports the median images/s over repeats and the latency percentiles of all
+timed calls, per batch and per image. Inputs are always real images (the seed's distribution from
+``edgeseg.data.synth``, or a folder), converted once to the float32 (N, H, W, 1) the models take, so the
+clock sees inference, not the conversion.
+
+    with load_runner("runs/demo/model.onnx") as runner:
+        row = measure(runner, bench_images(64, 256), batch_size=16, timing=Timing(1, 3, 3))
+
+Runners that can pipeline batches over several CUDA streams (``submit``/``collect``, the TensorRT runner)
+are kept ``depth`` batches ahead, and report their own device-side split (``drain_split``) measured with
+CUDA events, which the harness summarises beside its own wall-clock numbers.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeseg.bench.stats import median, percentiles_ms
+from edgeseg.errors import BadInput, EdgesegError
+from edgeseg.progress import Progress, silent
+from edgeseg.runners.base import Runner
+
+#: Images generated when no folder is given: enough distinct images that the largest batch never repeats
+#: an image inside itself (caches see fresh data) without costing memory.
+DEFAULT_POOL = 64
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How long to warm up and measure one point, and how many times to repeat it."""
+
+    warmup_s: float = 2.0
+    duration_s: float = 10.0
+    repeats: int = 3
+
+    def __post_init__(self) -> None:
+        if not self.warmup_s >= 0:
+            raise EdgesegError(f"warm-up must be >= 0 seconds, got {self.warmup_s}")
+        if not self.duration_s > 0:
+            raise EdgesegError(f"duration must be > 0 seconds, got {self.duration_s}")
+        if self.repeats < 1:
+            raise EdgesegError(f"repeats must be >= 1, got {self.repeats}")
+
+
+def bench_images(count: int = DEFAULT_POOL, image_size: int = 256, seed: int = 0,
+                 data: str | Path | None = None) -> np.ndarray:
+    """(N, H, W) uint8 real images: ``count`` drawn from the seed's distribution, or those in ``data``.
+
+    A folder is read with :func:`edgeseg.data.dataset.load_images` (any folder of PNGs, labelled or not).
+    """
+    if data is not None:
+        from edgeseg.data.dataset import load_images
+
+        images, _names = load_images(data)
+        if images.ndim != 3 or len(images) == 0:
+            raise BadInput(f"{data}: no images to benchmark with")
+        return images
+    from edgeseg.data.synth import generate_batch, preset
+
+    cfg = preset("seed")
+    size = int(image_size)
+    if size != cfg.image_size:
+        # The seed's defects (8..63 px in 256 px) scaled to the image, so small test images stay valid.
+        lo, hi = cfg.defect_size
+        scale = size / cfg.image_size
+        cfg = cfg.replace(image_size=size, defect_size=(max(1, min(size - 1, round(lo * scale))),
+                                                        max(1, min(size - 1, round(hi * scale)))))
+    images, _ = generate_batch(np.random.default_rng(seed), cfg, int(count))
+    return images
+
+
+def make_batches(images: np.ndarray, batch_size: int, runner: Runner | None = None) -> list[np.ndarray]:
+    """Float32 (B, H, W, 1) batches cycling through ``images`` (at least one batch; a pool smaller than
+    the batch is repeated). ``runner.prepare`` checks the image size against the model."""
+    n = len(images)
+    count = max(1, -(-n // batch_size))
+    batches = []
+    for k in range(count):
+        idx = (np.arange(batch_size) + k * batch_size) % n
+        chunk = images[idx]
+        batches.append(runner.prepare(chunk) if runner is not None else
+                       np.ascontiguousarray(chunk, dtype=np.float32)[..., None])
+    return batches
+
+
+def _pipelined(runner: Runner) -> int:
+    """How many batches to keep in flight: the runner's stream count if it can pipeline, else 1."""
+    if hasattr(runner, "submit") and hasattr(runner, "collect"):
+        return max(1, int(getattr(runner, "streams", 1)))
+    return 1
+
+
+def run_for(runner: Runner, batches: Sequence[np.ndarray], duration_s: float) -> tuple[list[float], int, float]:
+    """Call the runner back to back for ``duration_s``: (per-call latencies s, images done, elapsed s).
+
+    At least one call is made. With a pipelining runner a call's latency runs from submit to collect.
+    """
+    clock = time.perf_counter
+    lat: list[float] = []
+    images = 0
+    nb = len(batches)
+    depth = _pipelined(runner)
+    start = clock()
+    if depth == 1:
+        infer = runner.infer
+        i = 0
+        while True:
+            b = batches[i % nb]
+            t0 = clock()
+            infer(b)
+            t1 = clock()
+            lat.append(t1 - t0)
+            images += b.shape[0]
+            i += 1
+            if t1 - start >= duration_s:
+                return lat, images, t1 - start
+    inflight: collections.deque = collections.deque()
+    i = 0
+    t1 = start
+    while True:
+        while len(inflight) < depth and t1 - start < duration_s:
+            b = batches[i % nb]
+            i += 1
+            inflight.append((clock(), b.shape[0], runner.submit(b)))
+        if not inflight:
+            return lat, images, t1 - start
+        t0, n, token = inflight.popleft()
+        runner.collect(token)
+        t1 = clock()
+        lat.append(t1 - t0)
+        images += n
+
+
+def warm_up(runner: Runner, batches: Sequence[np.ndarray], warmup_s: float) -> None:
+    """Run the batches until ``warmup_s`` has passed (at least once each): lazy allocations, kernel
+    selection and caches settle before the clock starts."""
+    start = time.perf_counter()
+    for b in batches:
+        runner.infer(b)
+    while time.perf_counter() - start < warmup_s:
+        runner.infer(batches[0])
+
+
+def measure(runner: Runner, images: np.ndarray, batch_size: int, timing: Timing = Timing(),
+            progress: Progress = silent) -> dict[str, Any]:
+    """One row: throughput and latency of ``runner`` (activated) at ``batch_size``.
+
+    Keys: mode (``single`` for batch 1, else ``batched``), batch_size, images_per_s (median of repeats),
+    latency_ms_p50/p90/p99 (per batch call), latency_per_image_ms_p50/p90/p99 (per call / batch size:
+    the amortised cost of one image), calls, repeats; plus h2d/compute/d2h/enqueue medians for runners
+    that report a device-side split.
+    """
+    check = getattr(runner, "check_batch_size", None)
+    if check is not None:
+        check(batch_size)
+    batches = make_batches(images, batch_size, runner)
+    warm_up(runner, batches, timing.warmup_s)
+    drain = getattr(runner, "drain_split", None)
+    if drain is not None:
+        drain()  # forget the warm-up's events
+    lat: list[float] = []
+    rates: list[float] = []
+    for r in range(timing.repeats):
+        progress(r, timing.repeats, f"batch {batch_size}: repeat {r + 1}/{timing.repeats}")
+        rep_lat, done, elapsed = run_for(runner, batches, timing.duration_s)
+        lat.extend(rep_lat)
+        rates.append(done / elapsed)
+    progress(timing.repeats, timing.repeats, f"batch {batch_size}: done")
+    per_batch = percentiles_ms(lat)
+    per_image = percentiles_ms(np.asarray(lat) / batch_size)
+    row: dict[str, Any] = {
+        "mode": "single" if batch_size == 1 else "batched",
+        "batch_size": int(batch_size),
+        "images_per_s": median(rates),
+        "images_per_s_repeats": rates,
+        **{f"latency_ms_{k}": v for k, v in per_batch.items()},
+        **{f"latency_per_image_ms_{k}": v for k, v in per_image.items()},
+        "calls": len(lat),
+        "repeats": timing.repeats,
+        "warmup_s": timing.warmup_s,
+        "duration_s": timing.duration_s,
+    }
+    if drain is not None:
+        split = drain()
+        for key, values in split.items():
+            row[f"{key}_ms_p50"] = median(values)
+    return row
+
+
+def describe_runner(model: str | Path, runner: Runner) -> dict[str, Any]:
+    """The identifying columns of a row: model path, backend, precision."""
+    return {"model": str(model), "backend": runner.backend.value, "precision": runner.precision.value}
+
+
+def sweep(models: Sequence[str | Path], batch_sizes: Sequence[int], timing: Timing = Timing(),
+          backend: str | None = None, images: np.ndarray | None = None, seed: int = 0,
+          runner_options: dict[str, Any] | None = None,
+          loader: Callable[..., Runner] | None = None, progress: Progress = silent) -> list[dict[str, Any]]:
+    """Rows for every model × batch size. Every runner is activated once and checked against every batch
+    size before any timing starts, so a bad model or batch size fails in seconds, not after a sweep."""
+    from edgeseg.runners.base import load_runner
+
+    loader = loader or load_runner
+    sizes = sorted(set(int(b) for b in batch_sizes))
+    if not sizes or sizes[0] < 1:
+        raise EdgesegError(f"batch sizes must be positive integers, got {list(batch_sizes)}")
+    rows: list[dict[str, Any]] = []
+    total = len(models) * len(sizes)
+    for m, model in enumerate(models):
+        runner = loader(model, backend, **(runner_options or {}))
+        with runner:
+            check = getattr(runner, "check_batch_size", None)
+            for b in sizes:
+                if check is not None:
+                    check(b)
+            pool = images if images is not None else bench_images(
+                DEFAULT_POOL, (runner.image_shape or (256, 256))[0], seed)
+            for k, b in enumerate(sizes):
+                done = m * len(sizes) + k
+
+                def sub(d: int, t: int | None, message: str = "", _done=done) -> None:
+                    progress(_done, total, f"{Path(str(model)).name} {message}")
+
+                row = describe_runner(model, runner)
+                row.update(measure(runner, pool, b, timing, sub))
+                row["image_size"] = list(pool.shape[1:3])
+                rows.append(row)
+    progress(total, total, "done")
+    return rows
+
+
+def overhead(model: str | Path, batch_sizes: Sequence[int] = (1, 16), timing: Timing = Timing(1.0, 3.0, 3),
+             images: np.ndarray | None = None, progress: Progress = silent) -> list[dict[str, Any]]:
+    """What the harness costs: its images/s against a bare ``session.run`` loop on the same batches.
+
+    ONNX Runtime only (the session is the runner's own, so both loops run the same threads and graph).
+    The two loops alternate ``repeats`` times so drifts in machine load hit both; each reports its median.
+    ``overhead_pct`` = 100 × (bare − harness) / bare; negative when the runner's IO binding beats a plain
+    ``session.run``.
+    """
+    from edgeseg.runners.base import load_runner
+
+    rows = []
+    with load_runner(model, "onnxruntime") as runner:
+        session = runner.session
+        name = session.get_inputs()[0].name
+        pool = images if images is not None else bench_images(DEFAULT_POOL, (runner.image_shape or (256, 256))[0])
+        for b in batch_sizes:
+            batches = make_batches(pool, int(b), runner)
+            warm_up(runner, batches, timing.warmup_s)
+            bare, harness = [], []
+            for r in range(timing.repeats):
+                progress(r, timing.repeats, f"batch {b}: repeat {r + 1}")
+                bare.append(_bare_loop(session, name, batches, timing.duration_s))
+                _, done, elapsed = run_for(runner, batches, timing.duration_s)
+                harness.append(done / elapsed)
+            bare_ips, harness_ips = median(bare), median(harness)
+            rows.append({
+                "model": str(model), "backend": "onnxruntime", "precision": runner.precision.value,
+                "batch_size": int(b), "bare_images_per_s": bare_ips, "harness_images_per_s": harness_ips,
+                "bare_repeats": bare, "harness_repeats": harness,
+                "overhead_pct": 100.0 * (bare_ips - harness_ips) / bare_ips,
+            })
+    return rows
+
+
+def _bare_loop(session, input_name: str, batches: Sequence[np.ndarray], duration_s: float) -> float:
+    """images/s of the plainest possible loop over ``session.run`` (the reference for :func:`overhead`)."""
+    clock = time.perf_counter
+    nb = len(batches)
+    images = i = 0
+    start = clock()
+    while True:
+        b = batches[i % nb]
+        session.run(None, {input_name: b})
+        images += b.shape[0]
+        i += 1
+        now = clock()
+        if now - start >= duration_s:
+            return images / (now - start)
