@@ -66,7 +66,7 @@ def generate(
     cfg = cfg.replace(**changes)
     with progress_bar("generate", enabled=not quiet) as progress:
         path = write_dataset(out, cfg, count, seed, progress)
-    console.print(f"wrote {count} images to {path} (preset {preset}, seed {seed})", highlight=False)
+    console.print(f"wrote {count} images to {path} (preset {preset}, seed {seed})", highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -99,7 +99,7 @@ def eval_(
         print_json(report)
     elif json_out:
         write_json(json_out, report)
-        console.print(f"report written to {json_out}", highlight=False)
+        console.print(f"report written to {json_out}", highlight=False, soft_wrap=True)
 
 
 @user_errors
@@ -150,7 +150,7 @@ def predict(
                   "limit": limit}
         write_json(tmp / "manifest.json", manifest("predictions", config, names=names))
     console.print(f"wrote {len(names)} masks to {out} (threshold {t:.3g}, {source})"
-                  + (f", pictures in {out / 'triptych'}" if triptych else ""), highlight=False)
+                  + (f", pictures in {out / 'triptych'}" if triptych else ""), highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
