@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from edgeseg.errors import EdgesegError
@@ -28,7 +29,8 @@ def user_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except EdgesegError as e:
-            err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            # The message is plain text: no rich markup ([...]) or emoji codes (:end:) inside it.
+            err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True, emoji=False)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
