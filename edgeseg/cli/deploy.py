@@ -1,0 +1,218 @@
+"""``edgeseg export``, ``quantize``, ``build-engine`` and ``compare``: from a Keras model to ONNX FP32/FP16/INT8
+and TensorRT engines, and what each precision costs. Thin commands over :mod:`edgeseg.export`,
+:mod:`edgeseg.trt` and :mod:`edgeseg.compare`; no heavy import at module level."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from edgeseg.cli.common import console, err_console, parse_int_list, print_json, progress_bar, user_errors
+from edgeseg.errors import EdgesegError
+
+_EXPORT_EPILOG = """\
+Example:
+
+  edgeseg export --model runs/demo/model.keras --out runs/demo/model.onnx
+
+The ONNX file takes image (N, 256, 256, 1) float32 raw pixels (dynamic N) and is checked against Keras on
+generated images; above max |Δprob| 1e-4 nothing is written and the command fails.
+"""
+
+_QUANTIZE_EPILOG = """\
+Examples:
+
+  edgeseg quantize --model runs/demo/model.onnx --fp16          # → runs/demo/model.fp16.onnx
+
+  edgeseg quantize --model runs/demo/model.onnx --int8 --calib-count 256 --calib-method max --calib-mix mixed
+
+INT8 is symmetric Q/DQ (what TensorRT accepts), calibrated on generated images cached under calib/<hash>/.
+"""
+
+_ENGINE_EPILOG = """\
+Examples (on a GPU host or a Jetson with TensorRT and pycuda):
+
+  edgeseg build-engine --model runs/demo/model.int8.onnx --batch 1,8,32
+
+  edgeseg build-engine --int8 --model runs/demo/model.onnx      # quantizes first, then builds
+
+Engines only run on the TensorRT version and GPU architecture that built them; the manifest beside each
+engine is checked before it is loaded.
+"""
+
+_COMPARE_EPILOG = """\
+Example:
+
+  edgeseg compare --data data/seed --data data/gauss --json runs/demo/compare.json \\
+      runs/demo/model.keras runs/demo/model.onnx runs/demo/model.fp16.onnx runs/demo/model.int8.onnx
+
+The first model is the reference: mask IoU and |Δprob| are measured against it.
+"""
+
+
+@user_errors
+def export(
+    model: Path = typer.Option(..., "--model", help="The trained Keras model (.keras)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="The ONNX file to write (default: beside the model, .onnx)."),
+    opset: int = typer.Option(17, min=17, help="ONNX opset (17 or higher)."),
+    image_size: int = typer.Option(256, "--image-size", min=8, help="Image side the deployed model takes."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Export a Keras model to ONNX (dynamic batch) and check it matches Keras."""
+    from edgeseg.export.onnx import export_onnx
+
+    out = out or model.with_suffix(".onnx")
+    with progress_bar("export", enabled=not quiet) as progress:
+        result = export_onnx(model, out, image_size=image_size, opset=opset, progress=progress)
+    console.print(f"wrote {result.path} (max |Δprob| vs Keras {result.max_abs_diff:.1e} on "
+                  f"{result.parity_images} generated images)", highlight=False, soft_wrap=True)
+
+
+@user_errors
+def quantize(
+    model: Path = typer.Option(..., "--model", help="The FP32 ONNX model."),
+    fp16: bool = typer.Option(False, "--fp16", help="Write MODEL.fp16.onnx (float32 inputs/outputs)."),
+    int8: bool = typer.Option(False, "--int8", help="Write MODEL.int8.onnx (symmetric Q/DQ, calibrated)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output file (default: MODEL.fp16.onnx / MODEL.int8.onnx)."),
+    calib_count: int = typer.Option(256, "--calib-count", help="Generated calibration images (1..512)."),
+    calib_method: str = typer.Option("max", "--calib-method", help="max | entropy | percentile."),
+    calib_mix: str = typer.Option("mixed", "--calib-mix", help="defect | background | mixed (half each)."),
+    calib_seed: int = typer.Option(7, "--calib-seed", help="Seed of the calibration images."),
+    calib_dir: Path = typer.Option(Path("calib"), "--calib-dir", help="Where calibration sets are cached."),
+    quantizer: str = typer.Option("ort", "--quantizer", help="ort (ONNX Runtime) | modelopt (NVIDIA ModelOpt)."),
+    keep_head_fp32: bool = typer.Option(False, "--keep-head-fp32", help="Leave the final conv and sigmoid in FP32."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """FP16 or INT8 version of an FP32 ONNX model, for ONNX Runtime and TensorRT alike."""
+    from edgeseg.export.precision import CalibMethod, Quantizer, to_fp16, to_int8
+
+    if fp16 == int8:
+        raise EdgesegError("choose exactly one of --fp16 or --int8")
+    if fp16:
+        with progress_bar("fp16", enabled=not quiet) as progress:
+            result = to_fp16(model, out, progress=progress)
+    else:
+        method = _choice(calib_method, CalibMethod, "--calib-method")
+        q = _choice(quantizer, Quantizer, "--quantizer")
+        with progress_bar("int8", enabled=not quiet) as progress:
+            result = to_int8(model, out, calib_count=calib_count, calib_mix=calib_mix, calib_method=method,
+                             calib_seed=calib_seed, calib_root=calib_dir, quantizer=q,
+                             keep_head_fp32=keep_head_fp32, progress=progress)
+    extra = f", calibration {calib_dir / result.calib_hash}" if result.calib_hash else ""
+    console.print(f"wrote {result.path} (max |Δprob| vs FP32 {result.max_abs_diff:.1e}{extra})", highlight=False, soft_wrap=True)
+
+
+@user_errors
+def build_engine(
+    model: Path = typer.Option(..., "--model", help="ONNX model: FP32, .fp16.onnx or .int8.onnx."),
+    fp16: bool = typer.Option(False, "--fp16", help="Convert an FP32 model to FP16 first."),
+    int8: bool = typer.Option(False, "--int8", help="Quantize an FP32 model to INT8 first (default calibration)."),
+    batch: str = typer.Option("1,8,32", "--batch", help="Optimisation profile MIN,OPT,MAX batch."),
+    workspace: int = typer.Option(1024, "--workspace", help="Builder workspace in MB."),
+    timing_cache: Optional[Path] = typer.Option(None, "--timing-cache", help="Load/save the builder's timing cache here."),
+    version_compatible: bool = typer.Option(False, "--version-compatible", help="Engine also runs on newer TensorRT."),
+    out: Path = typer.Option(Path("engines"), "--out", help="Output folder (or a .engine file)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Build a TensorRT engine (strongly typed; precision comes from the ONNX graph)."""
+    from edgeseg.deps import require
+    from edgeseg.export.precision import to_fp16, to_int8
+    from edgeseg.runners.onnxrt import onnx_precision
+    from edgeseg.trt.build import build_engine as build
+    from edgeseg.trt.build import check_profile
+
+    if fp16 and int8:
+        raise EdgesegError("choose at most one of --fp16 or --int8")
+    values = parse_int_list(batch, "--batch")
+    if len(values) != 3:
+        raise EdgesegError(f"--batch must be MIN,OPT,MAX (three numbers), got {batch!r}")
+    profile = check_profile(tuple(values))
+    require("tensorrt")  # before any conversion work: without TensorRT nothing below can finish
+    if not model.is_file():
+        raise EdgesegError(f"ONNX file not found: {model}")
+    have = onnx_precision(model).value
+    want = "fp16" if fp16 else "int8" if int8 else have
+    if want != have:
+        if have != "fp32":
+            raise EdgesegError(f"{model} is {have}; --{want} needs the FP32 ONNX model")
+        with progress_bar(want, enabled=not quiet) as progress:
+            model = (to_fp16 if fp16 else to_int8)(model, progress=progress).path
+    with progress_bar("build-engine", enabled=not quiet) as progress:
+        result = build(model, out, batch=profile, workspace_mb=workspace, timing_cache=timing_cache,
+                       version_compatible=version_compatible, progress=progress)
+    console.print(f"wrote {result.path} ({result.precision}, batch {profile[0]}..{profile[2]}, opt {profile[1]})",
+                  highlight=False, soft_wrap=True)
+
+
+@user_errors
+def compare(
+    models: list[str] = typer.Argument(..., help="Model files; the first is the reference (e.g. the Keras model)."),
+    data: list[Path] = typer.Option(..., "--data", help="A labelled dataset folder; repeatable."),
+    json_out: Optional[str] = typer.Option(None, "--json", help="Write the report as JSON here ('-' = stdout)."),
+    batch_size: int = typer.Option(16, min=1, help="Images per inference call."),
+    threads: Optional[int] = typer.Option(None, min=1, help="ONNX Runtime intra-op threads (default: all cores)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """One table across precisions: Dice, defect recall, FP blobs, escape/overkill, agreement with the reference."""
+    from edgeseg.artifacts import environment, write_json
+    from edgeseg.compare import compare as run_compare
+
+    options = {"intra_op_num_threads": threads} if threads else {}
+    with progress_bar("compare", enabled=not quiet) as progress:
+        report = run_compare(models, data, batch_size, options, progress)
+    report.update(command=sys.argv, environment=environment())
+    for table in _tables(report["rows"]):
+        (err_console if json_out == "-" else console).print(table)
+    if json_out == "-":
+        print_json(report)
+    elif json_out:
+        write_json(json_out, report)
+        console.print(f"report written to {json_out}", highlight=False, soft_wrap=True)
+
+
+def _choice(value: str, enum, option: str):
+    try:
+        return enum(value)
+    except ValueError:
+        raise EdgesegError(f"{option} must be one of {', '.join(e.value for e in enum)}, got {value!r}") from None
+
+
+def _fmt(v: Any, digits: int = 3, signed: bool = False) -> str:
+    if v is None:
+        return "-"
+    return f"{v:+.{digits}f}" if signed else f"{v:.{digits}f}"
+
+
+def _tables(rows: list[dict]):
+    """Two tables that each fit a terminal: the metrics, then the agreement with the reference."""
+    from rich import box
+    from rich.table import Table
+
+    def table(cols):
+        t = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+        for col in cols:
+            t.add_column(col, justify="left" if col in ("model", "data", "prec") else "right", no_wrap=True)
+        return t
+
+    metrics = table(("model", "prec", "data", "thr", "Dice", "recall", "FP/img", "escape", "overkill"))
+    agreement = table(("model", "data", "ΔDice", "Δrecall", "IoU vs ref", "max|Δp|", "F1-best thr"))
+    for i, r in enumerate(rows):
+        section = i < len(rows) - 1 and rows[i + 1]["data"] != r["data"]
+        name, data = Path(r["model"]).name, Path(r["data"]).name
+        metrics.add_row(name, r["precision"], data, f"{r['threshold']:.3g}", _fmt(r["dice"]),
+                        _fmt(r["defect_recall"]), _fmt(r["fp_blobs_per_image"], 2), _fmt(r["escape_rate"]),
+                        _fmt(r["overkill_rate"]), end_section=section)
+        agreement.add_row(name, data, _fmt(r["delta_dice"], 4, True), _fmt(r["delta_recall"], 4, True),
+                          _fmt(r["mask_iou_vs_ref"], 4), f"{r['max_abs_dprob']:.1e}", f"{r['f1_best_threshold']:.3g}",
+                          end_section=section)
+    return metrics, agreement
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export", epilog=_EXPORT_EPILOG)(export)
+    app.command("quantize", epilog=_QUANTIZE_EPILOG)(quantize)
+    app.command("build-engine", epilog=_ENGINE_EPILOG)(build_engine)
+    app.command("compare", epilog=_COMPARE_EPILOG)(compare)

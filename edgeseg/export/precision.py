@@ -1,0 +1,211 @@
+"""FP16 and INT8 versions of an FP32 ONNX model, made in the ONNX graph so every backend runs the same file.
+
+TensorRT 11 has no FP16/INT8 builder flags and no calibrators: precision is part of the network (strong
+typing). So FP16 is a graph conversion (onnxconverter-common, float32 kept at the inputs and outputs) and
+INT8 is explicit quantization — QuantizeLinear/DequantizeLinear pairs with scales calibrated on generated
+images — symmetric (zero point 0, the only kind TensorRT accepts), per-channel weights. TensorRT 10 (JetPack)
+builds the same files as strongly typed networks, and ONNX Runtime runs them on a CPU, so the accuracy a
+precision costs is measured before any engine exists.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeseg.artifacts import atomic_path, sha256_file, write_manifest
+from edgeseg.deps import require
+from edgeseg.errors import EdgesegError
+from edgeseg.export.calibration import CalibMix, CalibSet, calibration_set
+from edgeseg.export.onnx import inherited, max_abs_diff, parity_images, source_manifest
+from edgeseg.progress import Progress, silent
+from edgeseg.types import Precision
+
+
+class CalibMethod(str, Enum):
+    max = "max"
+    entropy = "entropy"
+    percentile = "percentile"
+
+
+class Quantizer(str, Enum):
+    ort = "ort"
+    modelopt = "modelopt"
+
+
+@dataclass(frozen=True)
+class PrecisionResult:
+    path: Path
+    precision: Precision
+    max_abs_diff: float  # vs the FP32 ONNX on generated images
+    calib_hash: str | None = None
+
+
+def derived_path(onnx_path: str | Path, precision: Precision | str) -> Path:
+    """``model.onnx`` → ``model.fp16.onnx`` / ``model.int8.onnx``."""
+    p = Path(onnx_path)
+    stem = p.name[: -len(".onnx")] if p.name.endswith(".onnx") else p.stem
+    return p.with_name(f"{stem}.{Precision(precision).value}.onnx")
+
+
+def _input_size(model) -> int:
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    if len(dims) != 4 or not dims[1].dim_value or dims[1].dim_value != dims[2].dim_value:
+        raise EdgesegError("the ONNX model must take (N, S, S, 1) images with a fixed size S "
+                           "(export it with `edgeseg export --image-size S`)")
+    return int(dims[1].dim_value)
+
+
+def _load_fp32(onnx_path: Path):
+    from edgeseg.runners.onnxrt import graph_precision
+
+    onnx = require("onnx")
+    if not onnx_path.is_file():
+        raise EdgesegError(f"ONNX file not found: {onnx_path}")
+    try:
+        model = onnx.load(str(onnx_path))
+    except Exception as e:
+        raise EdgesegError(f"{onnx_path} is not an ONNX model: {str(e).splitlines()[0] if str(e) else e}") from e
+    if not model.graph.input:
+        raise EdgesegError(f"{onnx_path} is not an ONNX model (no graph inputs)")
+    if graph_precision(model) is not Precision.fp32:
+        raise EdgesegError(f"{onnx_path} is already {graph_precision(model).value}; convert the FP32 model")
+    return model
+
+
+def _parity(fp32_path: Path, candidate: Path, image_size: int) -> float:
+    from edgeseg.runners.onnxrt import OnnxRuntimeRunner
+
+    images = parity_images(image_size, 8, 20240)
+    with OnnxRuntimeRunner(fp32_path) as ref, OnnxRuntimeRunner(candidate) as cand:
+        return max_abs_diff(ref, cand, images)
+
+
+def to_fp16(onnx_path: str | Path, out: str | Path | None = None, progress: Progress = silent) -> PrecisionResult:
+    """FP16 copy of an FP32 ONNX model with float32 inputs/outputs (``keep_io_types``)."""
+    onnx_path = Path(onnx_path)
+    out = Path(out) if out else derived_path(onnx_path, Precision.fp16)
+    model = _load_fp32(onnx_path)
+    size = _input_size(model)
+    float16 = require("onnxconverter_common.float16")
+    progress(0, 2, "converting to float16")
+    # keep_io_types: callers feed float32 camera pixels and read float32 probabilities, whatever the inside.
+    converted = float16.convert_float_to_float16(model, keep_io_types=True)
+    with atomic_path(out) as tmp:
+        require("onnx").save(converted, str(tmp))
+        progress(1, 2, "parity against FP32")
+        diff = _parity(onnx_path, tmp, size)
+    write_manifest(out, "onnx", config={"conversion": "onnxconverter_common.float16", "keep_io_types": True},
+                   inputs={str(onnx_path): sha256_file(onnx_path)}, precision=Precision.fp16.value,
+                   parity={"max_abs_diff": diff, "reference": str(onnx_path)}, **inherited(source_manifest(onnx_path)))
+    progress(2, 2, f"max |Δprob| {diff:.1e}")
+    return PrecisionResult(out, Precision.fp16, diff)
+
+
+def head_nodes(model) -> list[str]:
+    """Names of the segmentation head: the nodes from the last Conv to the graph output (the head conv,
+    depth-to-space, sigmoid). Left in FP32 by ``--keep-head-fp32``: the last layer decides the threshold."""
+    producers = {o: n for n in model.graph.node for o in n.output}
+    head, frontier = [], [model.graph.output[0].name]
+    while frontier:
+        node = producers.get(frontier.pop())
+        if node is None or node.name in head:
+            continue
+        head.append(node.name)
+        if node.op_type != "Conv":
+            frontier.extend(i for i in node.input if i in producers)
+    return head
+
+
+def to_int8(onnx_path: str | Path, out: str | Path | None = None, *, calib_count: int = 256,
+            calib_mix: CalibMix | str = CalibMix.mixed, calib_method: CalibMethod | str = CalibMethod.max,
+            calib_seed: int = 7, calib_root: str | Path = "calib", quantizer: Quantizer | str = Quantizer.ort,
+            keep_head_fp32: bool = False, progress: Progress = silent) -> PrecisionResult:
+    """INT8 Q/DQ copy of an FP32 ONNX model, calibrated on a generated set (see :mod:`.calibration`).
+
+    Symmetric activations and weights (zero point 0: TensorRT's requirement), per-channel weights, after
+    ``quant_pre_process`` (shape inference + graph clean-up, so every Conv gets its Q/DQ pair).
+    """
+    onnx_path = Path(onnx_path)
+    out = Path(out) if out else derived_path(onnx_path, Precision.int8)
+    method, quantizer = CalibMethod(calib_method), Quantizer(quantizer)
+    model = _load_fp32(onnx_path)
+    size = _input_size(model)
+    if quantizer is Quantizer.modelopt:
+        require("modelopt.onnx.quantization")  # fails with the install hint before any work is done
+    progress(0, 4, "calibration images")
+    calib = calibration_set(size, calib_count, calib_mix, calib_seed, calib_root)
+    exclude = head_nodes(model) if keep_head_fp32 else []
+    progress(1, 4, f"calibrating ({method.value}, {quantizer.value})")
+    with atomic_path(out) as tmp:
+        if quantizer is Quantizer.ort:
+            settings = _quantize_ort(onnx_path, tmp, calib, method, exclude)
+        else:
+            settings = _quantize_modelopt(onnx_path, tmp, calib, method, exclude)
+        progress(3, 4, "parity against FP32")
+        diff = _parity(onnx_path, tmp, size)
+    config = {"quantizer": quantizer.value, "calib_method": method.value, "calib_mix": CalibMix(calib_mix).value,
+              "calib_count": calib_count, "calib_seed": calib_seed, "keep_head_fp32": keep_head_fp32,
+              "excluded_nodes": exclude, **settings}
+    write_manifest(out, "onnx", config=config,
+                   inputs={str(onnx_path): sha256_file(onnx_path), "calibration": str(calib.path)},
+                   precision=Precision.int8.value, calibration={"hash": calib.hash, "path": str(calib.path)},
+                   parity={"max_abs_diff": diff, "reference": str(onnx_path)}, **inherited(source_manifest(onnx_path)))
+    progress(4, 4, f"max |Δprob| {diff:.1e}")
+    return PrecisionResult(out, Precision.int8, diff, calib.hash)
+
+
+class _Reader:
+    """ONNX Runtime's CalibrationDataReader protocol over the calibration images, in small batches."""
+
+    def __init__(self, input_name: str, images: np.ndarray, batch: int = 16):
+        self.input_name, self.images, self.batch, self.i = input_name, images, batch, 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self.i >= len(self.images):
+            return None
+        chunk = self.images[self.i: self.i + self.batch].astype(np.float32)[..., None]
+        self.i += self.batch
+        return {self.input_name: chunk}
+
+    def rewind(self) -> None:
+        self.i = 0
+
+
+def _quantize_ort(src: Path, dst: Path, calib: CalibSet, method: CalibMethod, exclude: list[str],
+                  **overrides: Any) -> dict[str, Any]:
+    q = require("onnxruntime.quantization")
+    methods = {CalibMethod.max: q.CalibrationMethod.MinMax, CalibMethod.entropy: q.CalibrationMethod.Entropy,
+               CalibMethod.percentile: q.CalibrationMethod.Percentile}
+    with tempfile.TemporaryDirectory(prefix="edgeseg-quant-") as work:
+        pre = Path(work) / "pre.onnx"
+        q.quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        model = require("onnx").load(str(pre))
+        reader = _Reader(model.graph.input[0].name, calib.images)
+        extra = {"ActivationSymmetric": True, "WeightSymmetric": True, **overrides.pop("extra_options", {})}
+        settings = {"quant_format": q.QuantFormat.QDQ, "per_channel": True, "activation_type": q.QuantType.QInt8,
+                    "weight_type": q.QuantType.QInt8, "calibrate_method": methods[method],
+                    "nodes_to_exclude": exclude or None, "extra_options": extra, **overrides}
+        q.quantize_static(str(pre), str(dst), reader, **settings)
+    return {"format": "QDQ", "per_channel": settings["per_channel"], "activation_type": "int8",
+            "weight_type": "int8", "symmetric": True, "extra_options": extra,
+            **{k: v for k, v in settings.items() if k == "op_types_to_quantize"}}
+
+
+def _quantize_modelopt(src: Path, dst: Path, calib: CalibSet, method: CalibMethod,
+                       exclude: list[str]) -> dict[str, Any]:
+    mq = require("modelopt.onnx.quantization")
+    if method is CalibMethod.percentile:
+        raise EdgesegError("--quantizer modelopt supports --calib-method max or entropy")
+    # high_precision_dtype fp32: otherwise ModelOpt also casts the unquantized rest to FP16, and the
+    # measurement would mix two precisions.
+    mq.quantize(onnx_path=str(src), quantize_mode="int8",
+                calibration_data=calib.images.astype(np.float32)[..., None], calibration_method=method.value,
+                calibration_eps=["cpu"], nodes_to_exclude=exclude or None, high_precision_dtype="fp32",
+                output_path=str(dst))
+    return {"format": "QDQ", "symmetric": True, "high_precision_dtype": "fp32"}

@@ -1,0 +1,133 @@
+"""A TensorRT engine from an FP32, FP16 or INT8 (Q/DQ) ONNX file, as a strongly typed network.
+
+The precision is already in the ONNX graph (see :mod:`edgeseg.export.precision`): TensorRT 11 has no
+FP16/INT8 builder flags, and TensorRT 10 (JetPack) builds the same file when the network is created
+STRONGLY_TYPED. The batch dimension gets one optimisation profile (MIN, OPT, MAX): keep OPT at the batch the
+line actually runs, since kernels are tuned for it. The engine is written atomically with a manifest that
+:func:`edgeseg.trt.manifest.check_engine` reads before anything deserialises it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeseg.artifacts import atomic_path, read_json, manifest_path, sha256_file, write_bytes, write_manifest
+from edgeseg.deps import require
+from edgeseg.errors import EdgesegError
+from edgeseg.export.onnx import inherited, source_manifest
+from edgeseg.progress import Progress, silent
+
+DEFAULT_BATCH = (1, 8, 32)
+DEFAULT_WORKSPACE_MB = 1024
+
+
+@dataclass(frozen=True)
+class EngineResult:
+    path: Path
+    precision: str
+    profile: tuple[int, int, int]
+
+
+def engine_path_for(onnx_path: str | Path, out: str | Path = "engines") -> Path:
+    """``runs/demo/model.int8.onnx`` + ``engines/`` → ``engines/model.int8.engine``; an ``out`` ending in
+    ``.engine`` is used as is."""
+    out = Path(out)
+    if out.suffix in (".engine", ".plan"):
+        return out
+    name = Path(onnx_path).name
+    return out / f"{name[:-5] if name.endswith('.onnx') else name}.engine"
+
+
+def network_flags(trt) -> int:
+    """Creation flags for a strongly typed network: the flag on TensorRT 10, the default on 11+."""
+    major = int(trt.__version__.split(".")[0])
+    if major >= 11:
+        return 0
+    return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+
+
+def check_profile(batch: tuple[int, int, int]) -> tuple[int, int, int]:
+    lo, opt, hi = (int(b) for b in batch)
+    if not 1 <= lo <= opt <= hi:
+        raise EdgesegError(f"--batch must be MIN,OPT,MAX with 1 <= MIN <= OPT <= MAX, got {lo},{opt},{hi}")
+    return lo, opt, hi
+
+
+def build_engine(onnx_path: str | Path, out: str | Path = "engines", *, batch: tuple[int, int, int] = DEFAULT_BATCH,
+                 workspace_mb: int = DEFAULT_WORKSPACE_MB, timing_cache: str | Path | None = None,
+                 version_compatible: bool = False, progress: Progress = silent) -> EngineResult:
+    """Build ``onnx_path`` into an engine under ``out`` (see the module docstring)."""
+    from edgeseg.runners.onnxrt import onnx_precision
+    from edgeseg.trt.manifest import current_device
+
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise EdgesegError(f"ONNX file not found: {onnx_path}")
+    lo, opt, hi = check_profile(batch)
+    if workspace_mb <= 0:
+        raise EdgesegError(f"--workspace must be a positive number of MB, got {workspace_mb}")
+    trt = require("tensorrt")
+    device = current_device()
+    precision = onnx_precision(onnx_path).value
+    engine_path = engine_path_for(onnx_path, out)
+
+    progress(0, 3, f"parsing {onnx_path.name}")
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(network_flags(trt))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors)) or "no details"
+        raise EdgesegError(f"TensorRT's ONNX parser rejected {onnx_path}: {errors}")
+    if network.num_inputs != 1:
+        raise EdgesegError(f"{onnx_path} has {network.num_inputs} inputs; edgeseg models have one (image)")
+    inp = network.get_input(0)
+    dims = tuple(inp.shape)
+    if len(dims) != 4 or any(d <= 0 for d in dims[1:]):
+        raise EdgesegError(f"{onnx_path} input {inp.name} is shaped {dims}; expected (N, H, W, 1) with fixed H, W")
+
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
+    profile = builder.create_optimization_profile()
+    profile.set_shape(inp.name, (lo, *dims[1:]), (opt, *dims[1:]), (hi, *dims[1:]))
+    config.add_optimization_profile(profile)
+    if version_compatible:
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+    cache = None
+    if timing_cache is not None:
+        timing_cache = Path(timing_cache)
+        cache = config.create_timing_cache(timing_cache.read_bytes() if timing_cache.is_file() else b"")
+        config.set_timing_cache(cache, ignore_mismatch=False)
+
+    progress(1, 3, f"building {precision} engine, batch {lo}..{hi} (opt {opt})")
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise EdgesegError(f"TensorRT could not build an engine from {onnx_path} (see the TensorRT log above)")
+    with atomic_path(engine_path) as tmp:
+        tmp.write_bytes(bytes(memoryview(plan)))
+    if cache is not None:
+        write_bytes(timing_cache, bytes(memoryview(cache.serialize())))
+
+    src = source_manifest(onnx_path)
+    write_manifest(
+        engine_path, "engine",
+        config={"batch": [lo, opt, hi], "workspace_mb": workspace_mb, "version_compatible": version_compatible,
+                "timing_cache": str(timing_cache) if timing_cache else None, "strongly_typed": True},
+        inputs={str(onnx_path): sha256_file(onnx_path)},
+        precision=precision,
+        profile={"input": inp.name, "min": [lo, *dims[1:]], "opt": [opt, *dims[1:]], "max": [hi, *dims[1:]]},
+        tensorrt={"version": trt.__version__, "gpu": device["gpu"], "compute_capability": device["compute_capability"],
+                  "version_compatible": version_compatible},
+        onnx={"path": str(onnx_path), "sha256": sha256_file(onnx_path)},
+        calibration=src.get("calibration"),
+        **inherited(src),
+    )
+    progress(3, 3, str(engine_path))
+    return EngineResult(engine_path, precision, (lo, opt, hi))
+
+
+def engine_manifest(engine_path: str | Path) -> dict:
+    """The manifest beside an engine ({} when absent)."""
+    mpath = manifest_path(engine_path)
+    return read_json(mpath) if mpath.is_file() else {}
