@@ -1,0 +1,238 @@
+"""Train a registered network on fresh synthetic defects: ``train(TrainConfig(...), out_dir)``.
+
+What a run leaves in ``out_dir``:
+
+* ``model.keras`` — the best checkpoint by validation Dice, saved uncompiled, and ``model.keras.json``,
+  its manifest: the training config, the network (name, params, FLOPs/image), ``threshold`` (the pixel
+  threshold maximising F1 on the validation set), the validation metrics there, and the wall time;
+* ``history.json`` — per-epoch loss, validation Dice/recall/FP blobs, contrast range and loss stage;
+* ``checkpoint/`` — last weights, best weights, optimizer state and the epoch/history, rewritten
+  atomically after every epoch so ``resume=True`` continues at the next epoch after an interruption.
+
+Library code: no printing, progress goes through the ``progress(done, total, message)`` callback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeseg.artifacts import atomic_path, read_json, write_json, write_manifest
+from edgeseg.augment import NONE, AugmentConfig, Curriculum
+from edgeseg.errors import EdgesegError
+from edgeseg.progress import Progress, silent
+
+CHECKPOINT = "checkpoint"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (recorded in the model manifest)."""
+
+    model: str = "inline"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    loss: str = "bce+dice"
+    epochs: int = 12
+    steps_per_epoch: int = 100
+    batch_size: int = 16
+    crop: int = 128
+    learning_rate: float = 3e-3
+    seed: int = 0
+    preset: str = "train"
+    curriculum: str | None = None
+    augment: bool = True
+    patience: int = 4
+    val_count: int = 64
+    val_seed: int = 90_001
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _synth_config(cfg: TrainConfig):
+    from edgeseg.data.synth import preset
+
+    base = preset(cfg.preset)
+    if cfg.crop <= base.defect_size[1] or cfg.crop > 1024 or cfg.crop % 8:
+        raise EdgesegError(f"--crop must be a multiple of 8 between {base.defect_size[1] + 1} and 1024, got {cfg.crop}")
+    return base.replace(image_size=cfg.crop)
+
+
+def check(cfg: TrainConfig) -> None:
+    """Raise EdgesegError for any bad option before anything expensive starts (the CLI calls it first)."""
+    import edgeseg.models as models
+    from edgeseg import losses
+
+    for name in ("epochs", "steps_per_epoch", "batch_size", "val_count", "patience"):
+        if getattr(cfg, name) < 1:
+            raise EdgesegError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
+    models.build(cfg.model, **cfg.model_kwargs)  # unknown names and arguments fail here, in a fraction of a second
+    losses.parse(cfg.loss)
+    _synth_config(cfg)
+    if cfg.curriculum:
+        Curriculum.parse(cfg.curriculum)
+
+
+def _predict(model, images: np.ndarray, batch: int = 16) -> np.ndarray:
+    out = [np.asarray(model(images[i : i + batch], training=False))[..., 0] for i in range(0, len(images), batch)]
+    return np.concatenate(out)
+
+
+def _evaluate(model, val_x: np.ndarray, truth) -> dict[str, Any]:
+    """Validation Dice at the F1-best threshold, and the defect metrics there."""
+    from edgeseg.metrics import compute, f1_best_threshold
+
+    probs = _predict(model, val_x)
+    t = f1_best_threshold(probs, truth.masks, resolution=1000)
+    m = compute(probs, truth, threshold=t)
+    return {"threshold": t, "dice": m["dice"], "defect_recall": m["defect_recall"],
+            "fp_blobs_per_image": m["fp_blobs_per_image"], "overkill_rate": m["overkill_rate"]}
+
+
+class _Checkpoint:
+    """The files of ``out/checkpoint``; ``state.json`` is written last and marks a complete checkpoint."""
+
+    def __init__(self, out: Path):
+        self.dir = out / CHECKPOINT
+        self.last, self.best = self.dir / "last.weights.h5", self.dir / "best.weights.h5"
+        self.optimizer, self.state = self.dir / "optimizer.npz", self.dir / "state.json"
+
+    def exists(self) -> bool:
+        return self.state.is_file()
+
+    def save(self, model, optimizer, state: dict[str, Any], improved: bool) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.last, suffix=".weights.h5") as tmp:
+            model.save_weights(tmp)
+        if improved:
+            with atomic_path(self.best, suffix=".weights.h5") as tmp:
+                model.save_weights(tmp)
+        with atomic_path(self.optimizer, suffix=".npz") as tmp:
+            np.savez(tmp, *[np.asarray(v) for v in optimizer.variables])
+        write_json(self.state, state)
+
+    def load(self, model, optimizer) -> dict[str, Any]:
+        state = read_json(self.state)
+        model.load_weights(self.last)
+        optimizer.build(model.trainable_variables)
+        with np.load(self.optimizer) as saved:
+            arrays = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+        if len(arrays) != len(optimizer.variables):
+            raise EdgesegError(f"{self.optimizer} does not match this model/optimizer: train without --resume")
+        for var, value in zip(optimizer.variables, arrays):
+            var.assign(value)
+        return state
+
+
+def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: Progress = silent) -> dict[str, Any]:
+    """Train ``cfg.model`` and write ``out/model.keras`` (+ manifest, history, checkpoint).
+
+    Returns the manifest's summary: model info, threshold, validation metrics, epochs, wall time.
+    With ``resume`` an existing checkpoint in ``out`` is continued at its next epoch (its config wins for
+    everything but ``epochs``); without, any old checkpoint is ignored and overwritten.
+    """
+    import keras
+
+    import edgeseg.models as models
+    from edgeseg import losses
+    from edgeseg.metrics import GroundTruth
+    from edgeseg.trainer_data import SynthBatches, validation_set
+
+    out = Path(out)
+    ckpt = _Checkpoint(out)
+    if resume and ckpt.exists():
+        saved = read_json(ckpt.state)
+        cfg = TrainConfig(**{**saved["config"], "epochs": cfg.epochs})
+    elif resume:
+        raise EdgesegError(f"nothing to resume in {out}: no {CHECKPOINT}/state.json (train without --resume)")
+    check(cfg)
+    loss = losses.parse(cfg.loss)
+    synth = _synth_config(cfg)
+    curriculum = Curriculum.parse(cfg.curriculum) if cfg.curriculum else None
+    keras.utils.set_random_seed(cfg.seed)  # weight initialisation; data draws use their own seeded rngs
+    model = models.build(cfg.model, **cfg.model_kwargs)
+    total_steps = cfg.epochs * cfg.steps_per_epoch
+    schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, total_steps, alpha=0.05,
+                                                      warmup_target=None)
+    optimizer = keras.optimizers.Adam(schedule)
+    model.compile(optimizer=optimizer, loss=loss)
+
+    state: dict[str, Any] = {"config": cfg.to_dict(), "epoch": 0, "history": [], "best_dice": -1.0,
+                             "best_epoch": None, "wall_s": 0.0, "stale": 0}
+    if resume:
+        state = ckpt.load(model, optimizer)
+        state["config"] = cfg.to_dict()
+
+    data = SynthBatches(synth, cfg.batch_size, cfg.steps_per_epoch, cfg.seed,
+                        AugmentConfig() if cfg.augment else NONE, curriculum)
+    val_x, val_masks = validation_set(cfg.val_seed, cfg.val_count)
+    truth = GroundTruth.from_masks(val_masks)
+    started = time.perf_counter()
+    wall_before = float(state["wall_s"])
+
+    class Driver(keras.callbacks.Callback):
+        """Sets the epoch's data and loss stage, reports progress, validates, checkpoints, stops early."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            data.set_epoch(epoch)
+            if isinstance(loss, losses.Scheduled):
+                loss.set_epoch(epoch)
+            self.losses: list[float] = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.losses.append(float((logs or {}).get("loss", np.nan)))
+            epoch = state["epoch"]
+            done = epoch * cfg.steps_per_epoch + batch + 1
+            best = f" best val dice {state['best_dice']:.3f}" if state["best_epoch"] is not None else ""
+            progress(done, total_steps, f"epoch {epoch + 1}/{cfg.epochs} loss {np.mean(self.losses[-20:]):.4f}{best}")
+
+        def on_epoch_end(self, epoch, logs=None):
+            val = _evaluate(self.model, val_x, truth)
+            improved = val["dice"] > state["best_dice"] + 1e-4
+            state["stale"] = 0 if improved else state["stale"] + 1
+            if improved:
+                state["best_dice"], state["best_epoch"] = val["dice"], epoch
+            state["history"].append({
+                "epoch": epoch, "loss": float((logs or {}).get("loss", np.mean(self.losses))),
+                "contrast": list(data.cfg.contrast),
+                "loss_stage": loss.stage_at(epoch) if isinstance(loss, losses.Scheduled) else 0,
+                **{f"val_{k}": v for k, v in val.items()},
+            })
+            state["epoch"] = epoch + 1
+            state["wall_s"] = wall_before + time.perf_counter() - started
+            ckpt.save(self.model, optimizer, state, improved)
+            if state["stale"] >= cfg.patience:
+                self.model.stop_training = True
+
+    if state["epoch"] < cfg.epochs and state["stale"] < cfg.patience:
+        model.fit(data, epochs=cfg.epochs, initial_epoch=state["epoch"], callbacks=[Driver()], verbose=0)
+    return _finish(cfg, out, ckpt, state, val_x, truth)
+
+
+def _finish(cfg: TrainConfig, out: Path, ckpt: _Checkpoint, state: dict[str, Any], val_x, truth) -> dict[str, Any]:
+    """Reload the best weights into a fresh, uncompiled model; save it with its manifest and history."""
+    import edgeseg.models as models
+
+    best = models.build(cfg.model, **cfg.model_kwargs)
+    with warnings.catch_warnings():
+        # The checkpoint also holds the optimizer's variables, which an uncompiled model has no use for.
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        best.load_weights(ckpt.best if ckpt.best.is_file() else ckpt.last)
+    val = _evaluate(best, val_x, truth)
+    path = out / "model.keras"
+    with atomic_path(path, suffix=".keras") as tmp:
+        best.save(tmp)
+    write_json(out / "history.json", state["history"])
+    info = models.describe(best, cfg.model)
+    training = {"epochs_run": state["epoch"], "best_epoch": state["best_epoch"],
+                "stopped_early": state["epoch"] < cfg.epochs, "wall_s": round(state["wall_s"], 1)}
+    write_manifest(path, "model", config=cfg.to_dict(), model=info, threshold=val["threshold"],
+                   validation={**val, "count": cfg.val_count, "seed": cfg.val_seed}, training=training)
+    return {"model": info, "threshold": val["threshold"], "validation": val, "training": training,
+            "path": str(path)}
