@@ -33,6 +33,10 @@ def _fmt(v: Any, digits: int = 3) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
 
+def _pct(v: Any) -> str:
+    return "-" if v is None else f"{100 * v:.1f}%"
+
+
 def _by_contrast(m: dict) -> str:
     bc = m.get("recall_by_contrast") or {}
     return " ".join(f"{k}:{v['recall']:.2f}" for k, v in bc.items()) or "-"
@@ -43,7 +47,10 @@ def _table(results: list[dict]):
     from rich import box
     from rich.table import Table
 
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
+                  caption="thr*: the model's F1-best threshold (manifest or --threshold); recall: defects found "
+                          "(>= 30 % of pixels); FP/img: false blobs >= 16 px per image; escape/overkill: % of "
+                          "defective/good images; all metrics in --json")
     # IoU, pixel precision/recall and the size breakdown are in the JSON; the table keeps what decides.
     for col in ("model", "data", "n", "thr", "Dice", "recall", "FP/img", "escape", "overkill", "by contrast"):
         left = col in ("model", "data", "by contrast")
@@ -56,9 +63,9 @@ def _table(results: list[dict]):
             first = label == labels[0]
             table.add_row(
                 name if first else "", Path(r["data"]).name if first else "", str(r["n_images"]) if first else "",
-                f"{m['threshold']:.3g}" if label == "0.5" else f"{label} {m['threshold']:.3g}",
+                f"{m['threshold']:.3g}" + ("" if label == "0.5" else "*"),
                 _fmt(m["dice"]), _fmt(m["defect_recall"]), _fmt(m["fp_blobs_per_image"], 2),
-                _fmt(m["escape_rate"]), _fmt(m["overkill_rate"]), _by_contrast(m),
+                _pct(m["escape_rate"]), _pct(m["overkill_rate"]), _by_contrast(m),
                 end_section=label == labels[-1],
             )
     return table
