@@ -75,7 +75,7 @@ def evaluate(runner: Runner, dataset: Dataset, thresholds: Mapping[str, float] |
     value). ``probs``: pass predictions already computed to skip inference.
     Result: model, backend, precision, data, n_images, thresholds {label: metrics.compute(...)}, and
     ``oracle_threshold`` — the F1-best threshold on this very data (optimistic; shows how far the
-    model's own threshold is from ideal here).
+    model's own threshold is from ideal here; None for a set without defect pixels).
     """
     if not isinstance(thresholds, Mapping):
         thresholds = {f"{t:g}": float(t) for t in thresholds}
@@ -89,5 +89,6 @@ def evaluate(runner: Runner, dataset: Dataset, thresholds: Mapping[str, float] |
         "data": str(dataset.path),
         "n_images": len(dataset),
         "thresholds": {label: metrics.compute(probs, truth, t) for label, t in thresholds.items()},
-        "oracle_threshold": metrics.f1_best_threshold(probs, dataset.masks),
+        # F1 needs defect pixels: on a defect-free set every threshold above the highest score ties.
+        "oracle_threshold": metrics.f1_best_threshold(probs, dataset.masks) if dataset.masks.any() else None,
     }

@@ -265,7 +265,8 @@ def f1_best_threshold(probs: np.ndarray, masks: np.ndarray, resolution: int = 10
     """The threshold (on a 1/resolution grid, in (0, 1)) that maximises pixel F1 over the whole set.
 
     When several thresholds tie (a confident model is flat over a wide range), the median of the tied
-    thresholds is returned, which keeps the operating point away from the edges of the plateau.
+    thresholds is returned, which keeps the operating point away from the edges of the plateau. Without
+    any defect pixel F1 is only 1 where nothing is predicted, so the answer then is not meaningful.
     """
     t, f1 = pixel_f1_curve(probs, masks, resolution)
     t, f1 = t[:-1], f1[:-1]  # threshold 1.0 only predicts probabilities of exactly 1

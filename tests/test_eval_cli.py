@@ -98,6 +98,7 @@ def test_eval_reports_both_thresholds_for_each_model_and_set(sets, tmp_path):
     # a lower threshold predicts more pixels
     assert box_def["thresholds"]["best"]["pixel_recall"] >= at_half["pixel_recall"]
     assert box_good["thresholds"]["0.5"]["overkill_rate"] == 0.0 and box_good["thresholds"]["0.5"]["n_defects"] == 0
+    assert box_good["oracle_threshold"] is None and 0 < box_def["oracle_threshold"] < 1
 
 
 def test_eval_json_on_stdout_and_threshold_override(sets):

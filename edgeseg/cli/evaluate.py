@@ -64,7 +64,8 @@ def _table(results: list[dict]):
             table.add_row(
                 name if first else "", Path(r["data"]).name if first else "", str(r["n_images"]) if first else "",
                 f"{m['threshold']:.3g}" + ("" if label == "0.5" else "*"),
-                _fmt(m["dice"]), _fmt(m["defect_recall"]), _fmt(m["fp_blobs_per_image"], 2),
+                # Dice of a set without defect pixels is 0 at the first false pixel: not informative here.
+                _fmt(m["dice"] if m["n_defective_images"] else None), _fmt(m["defect_recall"]), _fmt(m["fp_blobs_per_image"], 2),
                 _pct(m["escape_rate"]), _pct(m["overkill_rate"]), _by_contrast(m),
                 end_section=label == labels[-1],
             )
