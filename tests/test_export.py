@@ -1,0 +1,91 @@
+"""tf2onnx export of a tiny real Keras model: signature, parity, manifest, and refusals that leave no file."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edgeseg.errors import EdgesegError
+
+SIZE = 32
+
+
+def tiny_keras_model(path, static_size: int | None = None):
+    import keras
+
+    inp = keras.Input((static_size, static_size, 1), name="image")
+    x = keras.layers.Rescaling(1 / 255.0, offset=-0.45)(inp)
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(x)
+    out = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")(x)
+    keras.Model(inp, out).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    from edgeseg.export.onnx import export_onnx
+
+    d = tmp_path_factory.mktemp("export")
+    keras_path = tiny_keras_model(d / "model.keras")
+    (d / "model.keras.json").write_text(json.dumps({"kind": "model", "threshold": 0.37,
+                                                     "model": {"name": "tiny", "params": 77}}))
+    result = export_onnx(keras_path, d / "model.onnx", image_size=SIZE, parity_count=2)
+    return keras_path, result
+
+
+def test_onnx_takes_image_with_dynamic_batch(exported):
+    import onnx
+
+    _, result = exported
+    model = onnx.load(str(result.path))
+    (inp,) = model.graph.input
+    dims = [d.dim_value if d.dim_value else d.dim_param for d in inp.type.tensor_type.shape.dim]
+    assert inp.name == "image"
+    assert isinstance(dims[0], str) and dims[1:] == [SIZE, SIZE, 1]
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
+
+
+def test_manifest_records_parity_and_inherits_threshold(exported):
+    from edgeseg.artifacts import manifest_path, read_json, sha256_file
+
+    keras_path, result = exported
+    meta = read_json(manifest_path(result.path))
+    assert result.max_abs_diff <= 1e-4
+    assert meta["parity"]["max_abs_diff"] == result.max_abs_diff
+    assert meta["precision"] == "fp32"
+    assert meta["threshold"] == 0.37 and meta["model"]["name"] == "tiny"
+    assert meta["inputs"][str(keras_path)] == sha256_file(keras_path)
+    assert meta["sha256"] == sha256_file(result.path)
+
+
+def test_onnx_runs_any_batch(exported):
+    from edgeseg.runners.onnxrt import OnnxRuntimeRunner
+
+    with OnnxRuntimeRunner(exported[1].path) as runner:
+        for n in (1, 5):
+            assert runner.infer(np.full((n, SIZE, SIZE), 112, np.uint8)).shape == (n, SIZE, SIZE)
+
+
+def test_parity_failure_writes_nothing(exported, tmp_path):
+    from edgeseg.export.onnx import export_onnx
+
+    out = tmp_path / "m.onnx"
+    # A tolerance nothing can meet stands in for a conversion that changed the answers.
+    with pytest.raises(EdgesegError, match="differs from Keras by max"):
+        export_onnx(exported[0], out, image_size=SIZE, parity_count=1, tolerance=-1.0)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_requests_are_one_line_errors(exported, tmp_path):
+    from edgeseg.export.onnx import export_onnx
+
+    with pytest.raises(EdgesegError, match="model file not found"):
+        export_onnx(tmp_path / "missing.keras", tmp_path / "m.onnx")
+    with pytest.raises(EdgesegError, match="opset must be 17 or higher"):
+        export_onnx(exported[0], tmp_path / "m.onnx", opset=13)
+    fixed = tiny_keras_model(tmp_path / "fixed.keras", static_size=48)
+    with pytest.raises(EdgesegError, match="takes 48x48 images; pass --image-size 48"):
+        export_onnx(fixed, tmp_path / "m.onnx", image_size=SIZE)
+    assert not (tmp_path / "m.onnx").exists()

@@ -1,0 +1,157 @@
+"""FP16 conversion and INT8 Q/DQ quantization of a tiny exported model, and the calibration cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgeseg.errors import EdgesegError
+from edgeseg.types import Precision
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def fp32(tmp_path_factory):
+    import keras
+
+    from edgeseg.export.onnx import export_onnx
+
+    d = tmp_path_factory.mktemp("precision")
+    inp = keras.Input((None, None, 1), name="image")
+    x = keras.layers.Rescaling(1 / 7.2, offset=-112 / 7.2)(inp)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(x)
+    x = keras.layers.Conv2D(8, 3, padding="same", dilation_rate=2, activation="relu")(x)
+    out = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid", name="head")(x)
+    keras.Model(inp, out).save(d / "model.keras")
+    return export_onnx(d / "model.keras", d / "model.onnx", image_size=SIZE, parity_count=2).path
+
+
+@pytest.fixture(scope="module")
+def int8(fp32, tmp_path_factory):
+    from edgeseg.export.precision import to_int8
+
+    root = tmp_path_factory.mktemp("calib")
+    return to_int8(fp32, calib_count=16, calib_root=root), root
+
+
+def _initializer(model, name):
+    from onnx import numpy_helper
+
+    return next(numpy_helper.to_array(t) for t in model.graph.initializer if t.name == name)
+
+
+def test_fp16_keeps_float32_io_and_stays_close(fp32):
+    import onnx
+
+    from edgeseg.export.precision import to_fp16
+    from edgeseg.runners.onnxrt import OnnxRuntimeRunner, graph_precision
+
+    result = to_fp16(fp32)
+    assert result.path.name == "model.fp16.onnx"
+    model = onnx.load(str(result.path))
+    assert graph_precision(model) is Precision.fp16
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert result.max_abs_diff < 1e-2
+    with OnnxRuntimeRunner(result.path) as runner:
+        assert runner.precision is Precision.fp16
+
+
+def test_int8_is_symmetric_per_channel_qdq(int8):
+    import onnx
+
+    result, _ = int8
+    model = onnx.load(str(result.path))
+    q_nodes = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    dq_nodes = [n for n in model.graph.node if n.op_type == "DequantizeLinear"]
+    assert q_nodes and dq_nodes
+    for node in q_nodes + dq_nodes:  # TensorRT accepts zero point 0 only
+        if len(node.input) > 2:
+            assert not np.any(_initializer(model, node.input[2]))
+    # Per-channel weights: every conv weight has one scale per output channel.
+    from onnx import numpy_helper
+
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    weights = [n for n in dq_nodes if n.input[0] in inits and inits[n.input[0]].ndim == 4]
+    assert len(weights) == 3
+    for n in weights:
+        assert inits[n.input[0]].dtype == np.int8
+        assert inits[n.input[1]].size == inits[n.input[0]].shape[0]
+    assert result.max_abs_diff < 0.2
+
+
+def test_int8_manifest_records_calibration_and_reuses_it(int8, fp32):
+    from edgeseg.artifacts import manifest_path, read_json
+    from edgeseg.export.calibration import calibration_set
+    from edgeseg.runners.onnxrt import OnnxRuntimeRunner
+
+    result, root = int8
+    meta = read_json(manifest_path(result.path))
+    assert meta["precision"] == "int8" and meta["calibration"]["hash"] == result.calib_hash
+    assert meta["config"]["calib_method"] == "max" and meta["config"]["calib_mix"] == "mixed"
+    again = calibration_set(SIZE, 16, "mixed", 7, root)
+    assert again.reused and again.hash == result.calib_hash
+    other = calibration_set(SIZE, 16, "background", 7, root)
+    assert other.hash != result.calib_hash and not other.reused
+    assert read_json(other.path / "manifest.json")["request"]["generator"]["good_fraction"] == 1.0
+    with OnnxRuntimeRunner(result.path) as runner:
+        assert runner.precision is Precision.int8
+
+
+def test_corrupt_calibration_cache_is_regenerated(int8):
+    from edgeseg.export.calibration import calibration_set
+
+    _, root = int8
+    first = calibration_set(SIZE, 4, "defect", 3, root)
+    (first.path / "images.npy").write_bytes(b"garbage")
+    again = calibration_set(SIZE, 4, "defect", 3, root)
+    assert not again.reused
+    np.testing.assert_array_equal(again.images, first.images)
+
+
+def test_keep_head_fp32_leaves_the_head_unquantized(fp32, tmp_path):
+    import onnx
+
+    from edgeseg.export.precision import head_nodes, to_int8
+
+    result = to_int8(fp32, tmp_path / "head.int8.onnx", calib_count=8, calib_root=tmp_path / "calib",
+                     keep_head_fp32=True, calib_method="percentile")
+    model = onnx.load(str(result.path))
+    head = set(head_nodes(onnx.load(str(fp32))))
+    assert any("head" in name for name in head)
+    producers = {o: n for n in model.graph.node for o in n.output}
+    for node in model.graph.node:
+        if node.name in head and node.op_type == "Conv":
+            assert all(producers.get(i) is None or producers[i].op_type != "DequantizeLinear" for i in node.input[1:])
+
+
+def test_empty_calibration_request_is_refused_and_writes_nothing(fp32, tmp_path):
+    from edgeseg.export.precision import to_int8
+
+    out = tmp_path / "x.int8.onnx"
+    with pytest.raises(EdgesegError, match="--calib-count must be between 1 and 512"):
+        to_int8(fp32, out, calib_count=0, calib_root=tmp_path / "calib")
+    assert not out.exists() and not (tmp_path / "calib").exists()
+
+
+def test_modelopt_missing_names_the_extra(fp32, tmp_path):
+    from edgeseg.deps import available
+    from edgeseg.export.precision import to_int8
+
+    if available("modelopt.onnx.quantization"):
+        pytest.skip("modelopt is installed here")
+    with pytest.raises(EdgesegError, match=r"pip install 'edgeseg\[modelopt\]'"):
+        to_int8(fp32, tmp_path / "m.int8.onnx", calib_count=4, calib_root=tmp_path / "calib", quantizer="modelopt")
+    assert not (tmp_path / "m.int8.onnx").exists()
+
+
+def test_only_fp32_models_are_converted(int8, tmp_path):
+    from edgeseg.export.precision import to_fp16
+
+    with pytest.raises(EdgesegError, match="is already int8"):
+        to_fp16(int8[0].path, tmp_path / "x.onnx")
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x00not onnx")
+    with pytest.raises(EdgesegError, match="bad.onnx is not an ONNX model"):
+        to_fp16(bad)
