@@ -138,6 +138,10 @@ def predict(
     else:
         images, names = load_images(input, limit)
         gts = None
+    pngs = [Path(n).with_suffix(".png").name for n in names]
+    if len(set(pngs)) < len(pngs):
+        dup = next(p for p in pngs if pngs.count(p) > 1)
+        raise BadInput(f"two images in {input} would both write {dup} (same name, different suffix); rename one")
     t, source = (threshold, "--threshold") if threshold is not None else model_threshold(model)
     ensure_replaceable(out, "predictions")
     with load_runner(model) as runner, progress_bar("predict", enabled=not quiet) as progress:
@@ -145,8 +149,7 @@ def predict(
     with atomic_dir(out) as tmp:
         if triptych:
             (tmp / "triptych").mkdir()
-        for i, name in enumerate(names):
-            png = Path(name).with_suffix(".png").name
+        for i, png in enumerate(pngs):
             mask = (probs[i] >= t).astype(np.uint8) * 255
             ok = cv2.imwrite(str(tmp / png), mask)
             if ok and triptych:
