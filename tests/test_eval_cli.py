@@ -183,12 +183,13 @@ def test_predict_unlabelled_folder_and_bad_image(sets, tmp_path):
     for name, img in zip(ds.names, ds.images):
         cv2.imwrite(str(folder / name), img)
     out = tmp_path / "pred"
-    r = cli.invoke(app, ["predict", "--model", "classical", "--input", str(folder), "--out", str(out), "--triptych", "-q"])
+    r = cli.invoke(app, ["predict", "--model", str(sets["model"]), "--input", str(folder), "--out", str(out), "--triptych",
+                         "-q"])
     assert r.exit_code == 0, r.output
     assert cv2.imread(str(out / "triptych" / "0.png")).shape[1] < 4 * 48  # no truth panel
     (folder / "1.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
     out2 = tmp_path / "pred2"
-    r = cli.invoke(app, ["predict", "--model", "classical", "--input", str(folder), "--out", str(out2), "-q"])
+    r = cli.invoke(app, ["predict", "--model", str(sets["model"]), "--input", str(folder), "--out", str(out2), "-q"])
     assert r.exit_code == 1 and str(folder / "1.png") in r.stderr and not out2.exists()
 
 
