@@ -18,8 +18,7 @@ Examples:
 
   edgeseg eval --model runs/demo/model.int8.onnx --data data/seed --json runs/demo/int8.json
 
-Each model is scored at threshold 0.5 and at its F1-best threshold from its manifest (the classical
-detector: 0.5); the table shows one row for each.
+Each model is scored at threshold 0.5 and at its F1-best threshold from its manifest (classical: 0.5); the table shows one row for each.
 """
 
 _PREDICT_EPILOG = """\
