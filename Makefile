@@ -8,12 +8,13 @@ STAMP  := $(VENV)/.installed-$(EXTRAS)
 RUN    ?= runs/demo
 DATA   ?= $(RUN)/data
 
-.PHONY: setup demo test test-gpu lint onnx calib engines bench jetson-setup clean help
+.PHONY: setup demo test test-gpu lint onnx calib engines bench bench-overhead bench-nets bench-stream jetson-setup clean help
 
 help:
 	@echo "make demo      generate → train → evaluate → export → FP16/INT8 → compare, on the CPU ($(RUN)/)"
 	@echo "make test      the test suite (CPU; GPU tests skip with a reason)"
 	@echo "make bench     single vs batched speed of the demo's models ($(RUN)/bench.json, bench.png)"
+	@echo "make bench-overhead bench-nets bench-stream   harness cost; UNet vs inline; a 10,000-frame stream"
 	@echo "make onnx calib engines   deployment steps; engines need TensorRT (GPU host or Jetson)"
 	@echo "make test-gpu  the GPU tests; fail instead of skipping where TensorRT/pycuda/GPU are missing"
 	@echo "make jetson-setup   venv over JetPack's TensorRT bindings, pycuda built against JetPack's CUDA"
@@ -37,6 +38,26 @@ demo: setup
 	$(BIN)/edgeseg quantize --model $(RUN)/model.onnx --fp16
 	$(BIN)/edgeseg quantize --model $(RUN)/model.onnx --int8
 	$(BIN)/edgeseg compare --data $(DATA)/seed --data $(DATA)/gauss --json $(RUN)/compare.json $(RUN)/model.keras $(RUN)/model.onnx $(RUN)/model.fp16.onnx $(RUN)/model.int8.onnx
+
+# Benchmarks (docs/results/bench.md). BENCH_S seconds per point keeps a 2-core machine's sweep to minutes.
+BENCH_S       ?= 3
+BENCH_BATCHES ?= 1,2,4,8,16,32
+BENCH_MODELS  ?= $(wildcard $(RUN)/model.keras $(RUN)/model.onnx $(RUN)/model.fp16.onnx $(RUN)/model.int8.onnx)
+BENCH_ENGINES  = $(shell $(BIN)/python -c "import tensorrt" 2>/dev/null && ls engines/*.engine 2>/dev/null)
+BENCH_RATE    ?= 100
+bench: setup
+	@test -n "$(BENCH_MODELS)" || { echo "no models in $(RUN): run make demo first"; exit 1; }
+	$(BIN)/edgeseg bench $(addprefix --model ,$(BENCH_MODELS) $(BENCH_ENGINES)) --batch-sizes $(BENCH_BATCHES) --warmup-s 1 --duration-s $(BENCH_S) --repeats 3 $(if $(wildcard $(RUN)/compare.json),--accuracy $(RUN)/compare.json) --json $(RUN)/bench.json --plot $(RUN)/bench.png
+
+bench-overhead: setup
+	$(BIN)/edgeseg bench --baseline --model $(RUN)/model.onnx --batch-sizes 1,16 --warmup-s 1 --duration-s 5 --repeats 5 --json $(RUN)/bench-overhead.json
+
+bench-nets: setup
+	$(BIN)/python -m edgeseg.bench.nets unet inline --out runs/bench
+	$(BIN)/edgeseg bench --model runs/bench/unet/model.onnx --model runs/bench/inline/model.onnx --batch-sizes $(BENCH_BATCHES) --warmup-s 1 --duration-s $(BENCH_S) --repeats 3 --json runs/bench/nets.json --plot runs/bench/nets.png
+
+bench-stream: setup
+	$(BIN)/edgeseg bench --model $(RUN)/model.onnx --rate $(BENCH_RATE) --frames 10000 --batch-sizes 8 --max-wait-ms 20 --json $(RUN)/bench-stream.json
 
 test: setup
 	$(BIN)/python -m pytest -q
