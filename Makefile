@@ -59,6 +59,39 @@ bench-nets: setup
 bench-stream: setup
 	$(BIN)/edgeseg bench --model $(RUN)/model.onnx --rate $(BENCH_RATE) --frames 10000 --batch-sizes 8 --max-wait-ms 20 --json $(RUN)/bench-stream.json
 
+# Deployment (docs/results/deploy.md). `onnx`: FP32 + FP16 + INT8 ONNX of the demo model (CPU is enough);
+# `calib`: the INT8 calibration study (every method × image mix, compared on the demo's held-out sets);
+# `engines`: FP16 and INT8 TensorRT engines from those ONNX files (GPU host or Jetson, after `make setup`
+# or `make jetson-setup`; engines are built where they run and never committed).
+CALIB_COUNT ?= 256
+onnx: setup
+	$(BIN)/edgeseg export --model $(RUN)/model.keras --out $(RUN)/model.onnx
+	$(BIN)/edgeseg quantize --model $(RUN)/model.onnx --fp16
+	$(BIN)/edgeseg quantize --model $(RUN)/model.onnx --int8 --calib-count $(CALIB_COUNT)
+
+calib: setup
+	@test -f $(RUN)/model.onnx || { echo "no $(RUN)/model.onnx: run make onnx first"; exit 1; }
+	for method in max entropy percentile; do for mix in mixed defect background; do \
+	  $(BIN)/edgeseg quantize --model $(RUN)/model.onnx --int8 --calib-count $(CALIB_COUNT) --calib-method $$method \
+	    --calib-mix $$mix --out $(RUN)/calib/model.int8.$$method-$$mix.onnx -q || exit 1; done; done
+	$(BIN)/edgeseg compare --data $(DATA)/seed --data $(DATA)/gauss --json $(RUN)/calib/compare.json -q \
+	  $(RUN)/model.onnx $(RUN)/model.fp16.onnx $(RUN)/calib/model.int8.*.onnx
+
+engines:
+	@test -x $(BIN)/edgeseg || { echo "run make setup (GPU host) or make jetson-setup (Jetson) first"; exit 1; }
+	$(BIN)/edgeseg build-engine --model $(RUN)/model.fp16.onnx --batch 1,8,32 --timing-cache engines/timing.cache --out engines/
+	$(BIN)/edgeseg build-engine --model $(RUN)/model.int8.onnx --batch 1,8,32 --timing-cache engines/timing.cache --out engines/
+
+# Jetson: JetPack ships TensorRT's Python bindings as a system package (python3-libnvinfer), so the venv sees
+# system site-packages; no TensorFlow (train elsewhere, copy the .onnx files); pycuda builds against JetPack's CUDA.
+jetson-setup:
+	test -x $(BIN)/python || $(PYTHON) -m venv --system-site-packages $(VENV)
+	$(BIN)/python -c "import tensorrt" || { echo "TensorRT's Python bindings are not visible: sudo apt install python3-libnvinfer (JetPack), and create $(VENV) with --system-site-packages (rm -rf $(VENV) first)"; exit 1; }
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[deploy]"
+	CUDA_ROOT=/usr/local/cuda PATH=/usr/local/cuda/bin:$$PATH $(BIN)/python -m pip install -q pycuda
+	touch $(VENV)/.installed-deploy
+
 test: setup
 	$(BIN)/python -m pytest -q
 

@@ -32,7 +32,8 @@ def int8(fp32, tmp_path_factory):
     from edgeseg.export.precision import to_int8
 
     root = tmp_path_factory.mktemp("calib")
-    return to_int8(fp32, calib_count=16, calib_root=root), root
+    # min_conv_depth 0: every conv quantized, so the checks below see all three.
+    return to_int8(fp32, calib_count=16, calib_root=root, min_conv_depth=0), root
 
 
 def _initializer(model, name):
@@ -108,6 +109,23 @@ def test_corrupt_calibration_cache_is_regenerated(int8):
     again = calibration_set(SIZE, 4, "defect", 3, root)
     assert not again.reused
     np.testing.assert_array_equal(again.images, first.images)
+
+
+def test_shallow_convs_stay_fp32_by_default(fp32, tmp_path):
+    import onnx
+
+    from edgeseg.export.precision import shallow_convs, to_int8
+
+    first = shallow_convs(onnx.load(str(fp32)), 64)
+    assert len(first) == 1  # the 3×3 conv on one input channel (depth 9); the others have depth 72
+    result = to_int8(fp32, tmp_path / "d.int8.onnx", calib_count=8, calib_root=tmp_path / "calib")
+    model = onnx.load(str(result.path))
+    producers = {o: n for n in model.graph.node for o in n.output}
+    conv = next(n for n in model.graph.node if n.name == first[0])
+    assert all(producers.get(i) is None or producers[i].op_type != "DequantizeLinear" for i in conv.input)
+    quantized = [n for n in model.graph.node if n.op_type == "Conv"
+                 and any(producers.get(i) is not None and producers[i].op_type == "DequantizeLinear" for i in n.input)]
+    assert len(quantized) == 2
 
 
 def test_keep_head_fp32_leaves_the_head_unquantized(fp32, tmp_path):

@@ -84,6 +84,9 @@ def quantize(
     calib_dir: Path = typer.Option(Path("calib"), "--calib-dir", help="Where calibration sets are cached."),
     quantizer: str = typer.Option("ort", "--quantizer", help="ort (ONNX Runtime) | modelopt (NVIDIA ModelOpt)."),
     keep_head_fp32: bool = typer.Option(False, "--keep-head-fp32", help="Leave the final conv and sigmoid in FP32."),
+    min_conv_depth: int = typer.Option(
+        64, "--min-conv-depth", min=0,
+        help="Convs with in-channels×kernel area below this stay FP32 (int8 does not pay there; 0 = quantize all)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """FP16 or INT8 version of an FP32 ONNX model, for ONNX Runtime and TensorRT alike."""
@@ -100,7 +103,7 @@ def quantize(
         with progress_bar("int8", enabled=not quiet) as progress:
             result = to_int8(model, out, calib_count=calib_count, calib_mix=calib_mix, calib_method=method,
                              calib_seed=calib_seed, calib_root=calib_dir, quantizer=q,
-                             keep_head_fp32=keep_head_fp32, progress=progress)
+                             keep_head_fp32=keep_head_fp32, min_conv_depth=min_conv_depth, progress=progress)
     extra = f", calibration {calib_dir / result.calib_hash}" if result.calib_hash else ""
     console.print(f"wrote {result.path} (max |Δprob| vs FP32 {result.max_abs_diff:.1e}{extra})", highlight=False, soft_wrap=True)
 

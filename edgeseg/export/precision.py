@@ -10,6 +10,8 @@ precision costs is measured before any engine exists.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import tempfile
 from dataclasses import dataclass
 from enum import Enum
@@ -122,14 +124,37 @@ def head_nodes(model) -> list[str]:
     return head
 
 
+def shallow_convs(model, min_depth: int) -> list[str]:
+    """Conv nodes whose reduction depth (input channels × kernel height × width) is below ``min_depth``.
+
+    Why they stay FP32: an int8 kernel only pays for quantizing its input and requantizing its output when
+    each output sums enough products; measured on this project's networks, ONNX Runtime's QLinearConv is
+    *slower* than the FP32 NCHWc kernel for the 4×4 single-channel fold conv (depth 16) and faster from
+    depth ~72 up. The first conv of an edgeseg network also reads raw pixels: symmetric int8 over 0..255
+    has a step of 2 gray levels, the size of the defects' contrast, and it caused most of the INT8 error.
+    """
+    inits = {t.name: t for t in model.graph.initializer}
+    names = []
+    for node in model.graph.node:
+        if node.op_type == "Conv" and len(node.input) > 1 and node.input[1] in inits:
+            dims = inits[node.input[1]].dims  # (out, in/group, kh, kw)
+            if len(dims) == 4 and dims[1] * dims[2] * dims[3] < min_depth:
+                names.append(node.name)
+    return names
+
+
 def to_int8(onnx_path: str | Path, out: str | Path | None = None, *, calib_count: int = 256,
             calib_mix: CalibMix | str = CalibMix.mixed, calib_method: CalibMethod | str = CalibMethod.max,
             calib_seed: int = 7, calib_root: str | Path = "calib", quantizer: Quantizer | str = Quantizer.ort,
-            keep_head_fp32: bool = False, progress: Progress = silent) -> PrecisionResult:
+            keep_head_fp32: bool = False, min_conv_depth: int = 64, op_types: tuple[str, ...] = ("Conv",),
+            progress: Progress = silent) -> PrecisionResult:
     """INT8 Q/DQ copy of an FP32 ONNX model, calibrated on a generated set (see :mod:`.calibration`).
 
     Symmetric activations and weights (zero point 0: TensorRT's requirement), per-channel weights, after
-    ``quant_pre_process`` (shape inference + graph clean-up, so every Conv gets its Q/DQ pair).
+    ``quant_pre_process`` (shape inference + graph clean-up, so every Conv gets its Q/DQ pair). Only
+    ``op_types`` are quantized (convolutions: the standardisation, pooling and reshaping ops around them
+    are memory-bound, and Q/DQ pairs around them cost more than int8 saves); convolutions shallower than
+    ``min_conv_depth`` stay FP32 (see :func:`shallow_convs`). Both keep the file TensorRT-compatible.
     """
     onnx_path = Path(onnx_path)
     out = Path(out) if out else derived_path(onnx_path, Precision.int8)
@@ -140,18 +165,19 @@ def to_int8(onnx_path: str | Path, out: str | Path | None = None, *, calib_count
         require("modelopt.onnx.quantization")  # fails with the install hint before any work is done
     progress(0, 4, "calibration images")
     calib = calibration_set(size, calib_count, calib_mix, calib_seed, calib_root)
-    exclude = head_nodes(model) if keep_head_fp32 else []
+    exclude = shallow_convs(model, min_conv_depth) + (head_nodes(model) if keep_head_fp32 else [])
+    exclude = list(dict.fromkeys(exclude))
     progress(1, 4, f"calibrating ({method.value}, {quantizer.value})")
     with atomic_path(out) as tmp:
         if quantizer is Quantizer.ort:
-            settings = _quantize_ort(onnx_path, tmp, calib, method, exclude)
+            settings = _quantize_ort(onnx_path, tmp, calib, method, exclude, op_types_to_quantize=list(op_types))
         else:
-            settings = _quantize_modelopt(onnx_path, tmp, calib, method, exclude)
+            settings = _quantize_modelopt(onnx_path, tmp, calib, method, exclude, list(op_types))
         progress(3, 4, "parity against FP32")
         diff = _parity(onnx_path, tmp, size)
     config = {"quantizer": quantizer.value, "calib_method": method.value, "calib_mix": CalibMix(calib_mix).value,
               "calib_count": calib_count, "calib_seed": calib_seed, "keep_head_fp32": keep_head_fp32,
-              "excluded_nodes": exclude, **settings}
+              "min_conv_depth": min_conv_depth, "op_types": list(op_types), "excluded_nodes": exclude, **settings}
     write_manifest(out, "onnx", config=config,
                    inputs={str(onnx_path): sha256_file(onnx_path), "calibration": str(calib.path)},
                    precision=Precision.int8.value, calibration={"hash": calib.hash, "path": str(calib.path)},
@@ -191,14 +217,16 @@ def _quantize_ort(src: Path, dst: Path, calib: CalibSet, method: CalibMethod, ex
         settings = {"quant_format": q.QuantFormat.QDQ, "per_channel": True, "activation_type": q.QuantType.QInt8,
                     "weight_type": q.QuantType.QInt8, "calibrate_method": methods[method],
                     "nodes_to_exclude": exclude or None, "extra_options": extra, **overrides}
-        q.quantize_static(str(pre), str(dst), reader, **settings)
+        # The entropy/percentile calibrators print progress to stdout; library code stays quiet.
+        with contextlib.redirect_stdout(io.StringIO()):
+            q.quantize_static(str(pre), str(dst), reader, **settings)
     return {"format": "QDQ", "per_channel": settings["per_channel"], "activation_type": "int8",
             "weight_type": "int8", "symmetric": True, "extra_options": extra,
             **{k: v for k, v in settings.items() if k == "op_types_to_quantize"}}
 
 
 def _quantize_modelopt(src: Path, dst: Path, calib: CalibSet, method: CalibMethod,
-                       exclude: list[str]) -> dict[str, Any]:
+                       exclude: list[str], op_types: list[str]) -> dict[str, Any]:
     mq = require("modelopt.onnx.quantization")
     if method is CalibMethod.percentile:
         raise EdgesegError("--quantizer modelopt supports --calib-method max or entropy")
@@ -206,6 +234,7 @@ def _quantize_modelopt(src: Path, dst: Path, calib: CalibSet, method: CalibMetho
     # measurement would mix two precisions.
     mq.quantize(onnx_path=str(src), quantize_mode="int8",
                 calibration_data=calib.images.astype(np.float32)[..., None], calibration_method=method.value,
-                calibration_eps=["cpu"], nodes_to_exclude=exclude or None, high_precision_dtype="fp32",
+                calibration_eps=["cpu"], nodes_to_exclude=exclude or None, op_types_to_quantize=op_types,
+                high_precision_dtype="fp32",
                 output_path=str(dst))
     return {"format": "QDQ", "symmetric": True, "high_precision_dtype": "fp32"}
