@@ -174,16 +174,23 @@ def _rows():
 
 
 def test_accuracy_is_read_from_a_compare_json(tmp_path):
-    doc = {"models": [
-        {"model": "runs/demo/model.onnx", "datasets": {"seed": {"dice": 0.80, "defect_recall": 0.9,
-                                                               "fp_blobs_per_image": 0.1, "mask_iou": 1.0}}},
-        {"model": "runs/demo/model.int8.onnx", "dice": 0.7},
-    ]}
+    # The shape `edgeseg compare --json` writes: one row per (model, dataset); recall is None on a set
+    # without defects, and the deltas against the reference must not stand in for the metrics.
+    def row(model, data, dice, recall, fp):
+        return {"model": model, "data": data, "dice": dice, "defect_recall": recall, "fp_blobs_per_image": fp,
+                "delta_dice": -0.5, "delta_recall": -0.5, "mask_iou_vs_ref": 1.0,
+                "metrics": {"dice": 99.0, "defect_recall": 99.0}}
+
+    doc = {"reference": "runs/demo/model.onnx", "models": ["runs/demo/model.onnx", "runs/demo/model.int8.onnx"],
+           "rows": [row("runs/demo/model.onnx", "seed", 0.80, 0.9, 0.1),
+                    row("runs/demo/model.onnx", "good", 0.70, None, 0.3),
+                    row("runs/demo/model.int8.onnx", "seed", 0.75, 0.85, 0.2)]}
     (tmp_path / "c.json").write_text(json.dumps(doc))
     entries = report.load_accuracy(tmp_path / "c.json")
     acc = report.accuracy_for(entries, "runs/demo/model.onnx")
-    assert acc == {"accuracy_dice": 0.80, "accuracy_recall": 0.9, "accuracy_fp_blobs_per_image": 0.1}
-    assert report.accuracy_for(entries, "elsewhere/model.int8.onnx") == {"accuracy_dice": 0.7}
+    assert acc == pytest.approx({"accuracy_dice": 0.75, "accuracy_recall": 0.9, "accuracy_fp_blobs_per_image": 0.2})
+    assert report.accuracy_for(entries, "elsewhere/model.int8.onnx") == pytest.approx(
+        {"accuracy_dice": 0.75, "accuracy_recall": 0.85, "accuracy_fp_blobs_per_image": 0.2})
     assert report.accuracy_for(entries, "other.onnx") == {}
     (tmp_path / "bad.json").write_text('{"x": 1}')
     with pytest.raises(EdgesegError, match="no per-model results"):

@@ -246,8 +246,8 @@ def overhead(model: str | Path, batch_sizes: Sequence[int] = (1, 16), timing: Ti
 
     ONNX Runtime only (the session is the runner's own, so both loops run the same threads and graph).
     The two loops alternate ``repeats`` times so drifts in machine load hit both; each reports its median.
-    ``overhead_pct`` = 100 × (bare − harness) / bare; negative when the runner's IO binding beats a plain
-    ``session.run``.
+    ``overhead_pct`` = 100 × (bare − harness) / bare of the medians, ``overhead_pct_paired`` the median of
+    that over back-to-back pairs; negative when the runner's IO binding beats a plain ``session.run``.
     """
     from edgeseg.runners.base import load_runner
 
@@ -262,15 +262,21 @@ def overhead(model: str | Path, batch_sizes: Sequence[int] = (1, 16), timing: Ti
             bare, harness = [], []
             for r in range(timing.repeats):
                 progress(r, timing.repeats, f"batch {b}: repeat {r + 1}")
-                bare.append(_bare_loop(session, name, batches, timing.duration_s))
-                _, done, elapsed = run_for(runner, batches, timing.duration_s)
-                harness.append(done / elapsed)
+                # Alternate which loop goes first, so a load change mid-pair does not favour one side.
+                for which in ((0, 1) if r % 2 == 0 else (1, 0)):
+                    if which == 0:
+                        bare.append(_bare_loop(session, name, batches, timing.duration_s))
+                    else:
+                        _, done, elapsed = run_for(runner, batches, timing.duration_s)
+                        harness.append(done / elapsed)
             bare_ips, harness_ips = median(bare), median(harness)
             rows.append({
                 "model": str(model), "backend": "onnxruntime", "precision": runner.precision.value,
                 "batch_size": int(b), "bare_images_per_s": bare_ips, "harness_images_per_s": harness_ips,
                 "bare_repeats": bare, "harness_repeats": harness,
                 "overhead_pct": 100.0 * (bare_ips - harness_ips) / bare_ips,
+                # Each pair ran back to back: the median of per-pair differences resists slow load drift.
+                "overhead_pct_paired": median([100.0 * (x - y) / x for x, y in zip(bare, harness)]),
             })
     return rows
 

@@ -17,20 +17,24 @@ from edgeseg.artifacts import atomic_path, environment, read_json, write_json
 from edgeseg.bench.stats import SATURATION_GAIN, saturation_batch
 from edgeseg.errors import EdgesegError
 
-# Accuracy columns taken from a compare JSON: our column ← the first key (in a flattened compare entry)
-# that contains one of these words.
+# Accuracy columns taken from a compare JSON: our column ← the first numeric value whose key (the last part
+# of a flattened, dotted key; top level first) is one of these names. Exact names, so ``delta_dice`` or
+# ``mask_iou_vs_ref`` never stand in for the metric itself.
 _ACCURACY_KEYS = {
     "dice": ("dice",),
     "recall": ("defect_recall", "recall"),
-    "fp_blobs_per_image": ("fp_blobs_per_image", "fp_blobs", "false_blobs"),
+    "fp_blobs_per_image": ("fp_blobs_per_image",),
 }
 
 
+_SHORT = {"onnxruntime": "ort", "tensorrt": "trt"}
+
+
 def label(row: dict[str, Any]) -> str:
-    """A short name for a row's artifact: ``parent/file [backend precision]``."""
+    """A short name for a row's artifact: ``parent/file backend precision`` (e.g. ``demo/model.onnx ort fp32``)."""
     p = Path(str(row["model"]))
     name = f"{p.parent.name}/{p.name}" if p.parent.name else p.name
-    return f"{name} [{row['backend']} {row['precision']}]"
+    return f"{name} {_SHORT.get(row['backend'], row['backend'])} {row['precision']}"
 
 
 # -- accuracy --------------------------------------------------------------------------------------------
@@ -91,11 +95,15 @@ def accuracy_for(entries: Sequence[dict[str, Any]], model: str | Path) -> dict[s
         for e in matches:
             flat = _flatten(e)
             for word in words:
-                hit = next((v for k, v in flat.items() if word in k.lower() and isinstance(v, (int, float))
-                            and not isinstance(v, bool) and "iou" not in k.lower()), None)
-                if hit is not None:
+                # The first key of that name decides: a None there (recall on a defect-free set) means
+                # "not defined for this row", not "look for another value".
+                key = next((k for k in flat if k.rsplit(".", 1)[-1].lower() == word), None)
+                if key is None:
+                    continue
+                hit = flat[key]
+                if isinstance(hit, (int, float)) and not isinstance(hit, bool):
                     values.append(float(hit))
-                    break
+                break
         values = [v for v in values if not math.isnan(v)]
         if values:
             out[f"accuracy_{column}"] = sum(values) / len(values)
@@ -167,7 +175,8 @@ def table(rows: Sequence[dict[str, Any]], title: str = "edgeseg bench"):
                 ("accuracy_fp_blobs_per_image", "FP blobs/img", 3)]
     cols += [c for c in optional if any(c[0] in r for r in rows)]
     for key, head, _ in cols:
-        t.add_column(head, justify="left" if key in ("model", "mode") else "right")
+        t.add_column(head, justify="left" if key in ("model", "mode") else "right",
+                     overflow="fold" if key == "model" else "ellipsis")
     for r in rows:
         t.add_row(*[label(r) if key == "model" else _fmt(r.get(key), d) for key, _, d in cols])
     return t

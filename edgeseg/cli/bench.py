@@ -98,7 +98,8 @@ def bench(
     if entries is not None:
         for r in rows:
             r.update(report.accuracy_for(entries, r["model"]))
-    console.print(report.table(rows))
+    # Logs and pipes get the whole table (rich would squeeze it into 80 columns).
+    console.print(report.table(rows), width=None if console.is_terminal else 200)
     for line in report.saturation_lines(rows):
         console.print(line, highlight=False)
     for r in rows:
@@ -123,12 +124,12 @@ def _render_overhead(rows: list[dict]) -> None:
     from rich.table import Table
 
     t = Table(title="harness overhead vs bare session.run")
-    for head in ("model", "batch", "bare img/s", "harness img/s", "overhead %"):
+    for head in ("model", "batch", "bare img/s", "harness img/s", "overhead %", "paired %"):
         t.add_column(head, justify="left" if head == "model" else "right")
     for r in rows:
         t.add_row(r["model"], str(r["batch_size"]), f"{r['bare_images_per_s']:.1f}",
-                  f"{r['harness_images_per_s']:.1f}", f"{r['overhead_pct']:+.2f}")
-    console.print(t)
+                  f"{r['harness_images_per_s']:.1f}", f"{r['overhead_pct']:+.2f}", f"{r['overhead_pct_paired']:+.2f}")
+    console.print(t, width=None if console.is_terminal else 200)
 
 
 @contextlib.contextmanager
