@@ -27,8 +27,8 @@ def work(tmp_path_factory):
     d = tmp_path_factory.mktemp("deploy")
     inp = keras.Input((None, None, 1), name="image")
     x = keras.layers.Rescaling(1 / 7.2, offset=-112 / 7.2)(inp)
-    x = keras.layers.AveragePooling2D(3, strides=1, padding="same")(x)
-    out = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")(x)
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(x)
+    out = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")(x)  # depth 144: quantized
     keras.Model(inp, out).save(d / "model.keras")
     (d / "model.keras.json").write_text(json.dumps({"kind": "model", "threshold": 0.6}))
     write_dataset(d / "data", sized(preset("test"), SIZE), 6, seed=3)

@@ -21,7 +21,7 @@ def fp32(tmp_path_factory):
     inp = keras.Input((None, None, 1), name="image")
     x = keras.layers.Rescaling(1 / 7.2, offset=-112 / 7.2)(inp)
     x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(x)
-    x = keras.layers.Conv2D(8, 3, padding="same", dilation_rate=2, activation="relu")(x)
+    x = keras.layers.Conv2D(16, 3, padding="same", dilation_rate=2, activation="relu")(x)
     out = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid", name="head")(x)
     keras.Model(inp, out).save(d / "model.keras")
     return export_onnx(d / "model.keras", d / "model.onnx", image_size=SIZE, parity_count=2).path
@@ -114,18 +114,22 @@ def test_corrupt_calibration_cache_is_regenerated(int8):
 def test_shallow_convs_stay_fp32_by_default(fp32, tmp_path):
     import onnx
 
-    from edgeseg.export.precision import shallow_convs, to_int8
+    from edgeseg.export.precision import head_nodes, shallow_convs, to_int8
 
-    first = shallow_convs(onnx.load(str(fp32)), 64)
-    assert len(first) == 1  # the 3×3 conv on one input channel (depth 9); the others have depth 72
+    shallow = shallow_convs(onnx.load(str(fp32)), 128)
+    assert len(shallow) == 2  # depths 9 and 72; the head (16 channels × 3×3 = 144) is deep enough
     result = to_int8(fp32, tmp_path / "d.int8.onnx", calib_count=8, calib_root=tmp_path / "calib")
     model = onnx.load(str(result.path))
     producers = {o: n for n in model.graph.node for o in n.output}
-    conv = next(n for n in model.graph.node if n.name == first[0])
-    assert all(producers.get(i) is None or producers[i].op_type != "DequantizeLinear" for i in conv.input)
+    for conv in (n for n in model.graph.node if n.name in shallow):
+        assert all(producers.get(i) is None or producers[i].op_type != "DequantizeLinear" for i in conv.input)
     quantized = [n for n in model.graph.node if n.op_type == "Conv"
                  and any(producers.get(i) is not None and producers[i].op_type == "DequantizeLinear" for i in n.input)]
-    assert len(quantized) == 2
+    source = onnx.load(str(fp32))
+    head = set(head_nodes(source))
+    assert [n.name for n in quantized] == [n.name for n in source.graph.node if n.op_type == "Conv" and n.name in head]
+    with pytest.raises(EdgesegError, match="nothing left to quantize"):
+        to_int8(fp32, tmp_path / "e.int8.onnx", calib_count=8, calib_root=tmp_path / "calib", keep_head_fp32=True)
 
 
 def test_keep_head_fp32_leaves_the_head_unquantized(fp32, tmp_path):
@@ -134,7 +138,7 @@ def test_keep_head_fp32_leaves_the_head_unquantized(fp32, tmp_path):
     from edgeseg.export.precision import head_nodes, to_int8
 
     result = to_int8(fp32, tmp_path / "head.int8.onnx", calib_count=8, calib_root=tmp_path / "calib",
-                     keep_head_fp32=True, calib_method="percentile")
+                     keep_head_fp32=True, calib_method="percentile", min_conv_depth=0)
     model = onnx.load(str(result.path))
     head = set(head_nodes(onnx.load(str(fp32))))
     assert any("head" in name for name in head)

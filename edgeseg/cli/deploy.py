@@ -85,7 +85,7 @@ def quantize(
     quantizer: str = typer.Option("ort", "--quantizer", help="ort (ONNX Runtime) | modelopt (NVIDIA ModelOpt)."),
     keep_head_fp32: bool = typer.Option(False, "--keep-head-fp32", help="Leave the final conv and sigmoid in FP32."),
     min_conv_depth: int = typer.Option(
-        64, "--min-conv-depth", min=0,
+        128, "--min-conv-depth", min=0,
         help="Convs with in-channels×kernel area below this stay FP32 (int8 does not pay there; 0 = quantize all)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:

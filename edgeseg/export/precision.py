@@ -128,10 +128,11 @@ def shallow_convs(model, min_depth: int) -> list[str]:
     """Conv nodes whose reduction depth (input channels × kernel height × width) is below ``min_depth``.
 
     Why they stay FP32: an int8 kernel only pays for quantizing its input and requantizing its output when
-    each output sums enough products; measured on this project's networks, ONNX Runtime's QLinearConv is
-    *slower* than the FP32 NCHWc kernel for the 4×4 single-channel fold conv (depth 16) and faster from
-    depth ~72 up. The first conv of an edgeseg network also reads raw pixels: symmetric int8 over 0..255
-    has a step of 2 gray levels, the size of the defects' contrast, and it caused most of the INT8 error.
+    each output sums enough products. Measured on the inline network (docs/results/deploy.md), ONNX
+    Runtime's QLinearConv is *slower* than the FP32 NCHWc kernel for the 4×4 single-channel fold conv
+    (depth 16) and for the 8-channel context convs (depth 72), and ~4× faster for the head (depth 216).
+    The first conv of an edgeseg network also reads raw pixels: symmetric int8 over 0..255 has a step of
+    2 gray levels, the size of the defects' contrast, and it caused most of the INT8 error.
     """
     inits = {t.name: t for t in model.graph.initializer}
     names = []
@@ -146,7 +147,7 @@ def shallow_convs(model, min_depth: int) -> list[str]:
 def to_int8(onnx_path: str | Path, out: str | Path | None = None, *, calib_count: int = 256,
             calib_mix: CalibMix | str = CalibMix.mixed, calib_method: CalibMethod | str = CalibMethod.max,
             calib_seed: int = 7, calib_root: str | Path = "calib", quantizer: Quantizer | str = Quantizer.ort,
-            keep_head_fp32: bool = False, min_conv_depth: int = 64, op_types: tuple[str, ...] = ("Conv",),
+            keep_head_fp32: bool = False, min_conv_depth: int = 128, op_types: tuple[str, ...] = ("Conv",),
             progress: Progress = silent) -> PrecisionResult:
     """INT8 Q/DQ copy of an FP32 ONNX model, calibrated on a generated set (see :mod:`.calibration`).
 
@@ -167,6 +168,9 @@ def to_int8(onnx_path: str | Path, out: str | Path | None = None, *, calib_count
     calib = calibration_set(size, calib_count, calib_mix, calib_seed, calib_root)
     exclude = shallow_convs(model, min_conv_depth) + (head_nodes(model) if keep_head_fp32 else [])
     exclude = list(dict.fromkeys(exclude))
+    if "Conv" in op_types and not [n for n in model.graph.node if n.op_type == "Conv" and n.name not in exclude]:
+        raise EdgesegError(f"nothing left to quantize in {onnx_path}: every convolution is shallower than "
+                           f"--min-conv-depth {min_conv_depth} or excluded (lower --min-conv-depth)")
     progress(1, 4, f"calibrating ({method.value}, {quantizer.value})")
     with atomic_path(out) as tmp:
         if quantizer is Quantizer.ort:
