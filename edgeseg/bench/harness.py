@@ -143,13 +143,15 @@ def run_for(runner: Runner, batches: Sequence[np.ndarray], duration_s: float) ->
 
 
 def warm_up(runner: Runner, batches: Sequence[np.ndarray], warmup_s: float) -> None:
-    """Run the batches until ``warmup_s`` has passed (at least once each): lazy allocations, kernel
-    selection and caches settle before the clock starts."""
+    """Cycle through the batches until ``warmup_s`` has passed (at least one call): lazy allocations,
+    kernel selection and caches settle before the clock starts."""
     start = time.perf_counter()
-    for b in batches:
-        runner.infer(b)
-    while time.perf_counter() - start < warmup_s:
-        runner.infer(batches[0])
+    i = 0
+    while True:
+        runner.infer(batches[i % len(batches)])
+        i += 1
+        if time.perf_counter() - start >= warmup_s:
+            return
 
 
 def measure(runner: Runner, images: np.ndarray, batch_size: int, timing: Timing = Timing(),

@@ -67,11 +67,11 @@ class StreamConfig:
 
 
 def warm_up_stream(runner: Runner, images: np.ndarray, max_batch: int, warmup_s: float) -> None:
-    """Run every power-of-two batch size up to ``max_batch`` (and max_batch itself) once, then the largest
-    until ``warmup_s`` has passed: a batcher sends any size, and the first call of a size can be slow."""
-    sizes = sorted({1 << k for k in range(max_batch.bit_length()) if (1 << k) <= max_batch} | {max_batch})
+    """Run every batch size up to ``max_batch`` once, then the largest until ``warmup_s`` has passed: a
+    batcher sends any size, and the first call of a size is slow and allocates (runtime arenas, output
+    buffers), which would otherwise show up as latency spikes and RSS growth inside the stream."""
     start = time.perf_counter()
-    for b in sizes:
+    for b in range(1, max_batch + 1):
         runner.infer(images[np.arange(b) % len(images)])
     while time.perf_counter() - start < warmup_s:
         runner.infer(images[np.arange(max_batch) % len(images)])
@@ -109,6 +109,9 @@ def run_stream(runner: Runner, images: np.ndarray, cfg: StreamConfig, warmup_s: 
     period = 1.0 / cfg.rate
     rss_start = rss_mb()
     rss_peak = [rss_start]
+    # RSS every ~5 % of the frames: growth shows as a trend, one-off allocations as a step at the start.
+    trace_every = max(1, n_frames // 20)
+    rss_trace: list[float] = []
     t0 = time.perf_counter() + 0.01   # a little slack so the first frame is not already late
 
     def producer() -> None:
@@ -156,8 +159,11 @@ def run_stream(runner: Runner, images: np.ndarray, cfg: StreamConfig, warmup_s: 
                 # What the line does with a mask: decide good/defective.
                 if np.count_nonzero(probs[k] > cfg.threshold):
                     counts["defect_frames"] += 1
-            if counts["out"] % 500 < len(ids):
-                rss_peak[0] = max(rss_peak[0], rss_mb())
+            if counts["out"] % trace_every < len(ids):
+                rss = rss_mb()
+                rss_peak[0] = max(rss_peak[0], rss)
+                if len(rss_trace) < 64:
+                    rss_trace.append(round(rss, 2))
                 progress(counts["out"], n_frames, f"{counts['out']} masks, {counts['dropped']} dropped")
 
     threads = [threading.Thread(target=producer, name="edgeseg-camera", daemon=True),
@@ -250,5 +256,6 @@ def run_stream(runner: Runner, images: np.ndarray, cfg: StreamConfig, warmup_s: 
         "rss_mb_end": rss_end,
         "rss_mb_peak": max(rss_peak[0], rss_end),
         "rss_mb_growth": rss_end - rss_start,
+        "rss_mb_trace": rss_trace,
         "warnings": warnings,
     }
