@@ -57,6 +57,20 @@ def test_fp16_keeps_float32_io_and_stays_close(fp32):
     assert result.max_abs_diff < 1e-2
     with OnnxRuntimeRunner(result.path) as runner:
         assert runner.precision is Precision.fp16
+    # The stem (everything before the first conv of depth >= 128, here the head) keeps FP32 weights.
+    weight_types = {n.name: _weight_type(model, n) for n in model.graph.node if n.op_type == "Conv"}
+    assert sorted(weight_types.values()) == [onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16]
+    everything = onnx.load(str(to_fp16(fp32, fp32.with_name("all.fp16.onnx"), keep_stem_fp32=False).path))
+    assert {_weight_type(everything, n) for n in everything.graph.node if n.op_type == "Conv"} == {onnx.TensorProto.FLOAT16}
+
+
+def _weight_type(model, conv):
+    """Element type of a conv's weights, following a Cast inserted by the FP16 conversion."""
+    producers = {o: n for n in model.graph.node for o in n.output}
+    name = conv.input[1]
+    while name in producers:
+        name = producers[name].input[0]
+    return next(t.data_type for t in model.graph.initializer if t.name == name)
 
 
 def test_int8_is_symmetric_per_channel_qdq(int8):

@@ -86,7 +86,8 @@ def quantize(
     keep_head_fp32: bool = typer.Option(False, "--keep-head-fp32", help="Leave the final conv and sigmoid in FP32."),
     min_conv_depth: int = typer.Option(
         128, "--min-conv-depth", min=0,
-        help="Convs with in-channels×kernel area below this stay FP32 (int8 does not pay there; 0 = quantize all)."),
+        help="INT8: convs with in-channels×kernel area below this stay FP32 (int8 does not pay there; 0 = all). "
+             "FP16: everything before the first conv this deep stays FP32."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """FP16 or INT8 version of an FP32 ONNX model, for ONNX Runtime and TensorRT alike."""
@@ -96,7 +97,7 @@ def quantize(
         raise EdgesegError("choose exactly one of --fp16 or --int8")
     if fp16:
         with progress_bar("fp16", enabled=not quiet) as progress:
-            result = to_fp16(model, out, progress=progress)
+            result = to_fp16(model, out, min_conv_depth=min_conv_depth, progress=progress)
     else:
         method = _choice(calib_method, CalibMethod, "--calib-method")
         q = _choice(quantizer, Quantizer, "--quantizer")
