@@ -98,8 +98,7 @@ def bench(
     if entries is not None:
         for r in rows:
             r.update(report.accuracy_for(entries, r["model"]))
-    # Logs and pipes get the whole table (rich would squeeze it into 80 columns).
-    console.print(report.table(rows), width=None if console.is_terminal else 200)
+    _wide().print(report.table(rows))
     for line in report.saturation_lines(rows):
         console.print(line, highlight=False)
     for r in rows:
@@ -120,6 +119,13 @@ def bench(
                            "(frames lost, duplicated or reordered: a bug, please report it)")
 
 
+def _wide():
+    """The console for tables: logs and pipes get the whole table (rich would squeeze it into 80 columns)."""
+    from rich.console import Console
+
+    return console if console.is_terminal else Console(width=200)
+
+
 def _render_overhead(rows: list[dict]) -> None:
     from rich.table import Table
 
@@ -129,7 +135,7 @@ def _render_overhead(rows: list[dict]) -> None:
     for r in rows:
         t.add_row(r["model"], str(r["batch_size"]), f"{r['bare_images_per_s']:.1f}",
                   f"{r['harness_images_per_s']:.1f}", f"{r['overhead_pct']:+.2f}", f"{r['overhead_pct_paired']:+.2f}")
-    console.print(t, width=None if console.is_terminal else 200)
+    _wide().print(t)
 
 
 @contextlib.contextmanager

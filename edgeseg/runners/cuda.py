@@ -225,7 +225,12 @@ class CudaTransport:
                 slot.stream.synchronize()
                 slot.d_in.free()
                 slot.d_out.free()
-            self.slots.clear()  # pinned host arrays and events go with the slots, before the context
+                # Pinned memory belongs to the context too: free it now, not whenever the arrays are collected.
+                for host in (slot.h_in, slot.h_out):
+                    free = getattr(host.base, "free", None)
+                    if free is not None:
+                        free()
+            self.slots.clear()  # events go with the slots, before the context
         finally:
             self._ctx.pop()
             self._ctx.detach()
