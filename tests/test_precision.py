@@ -191,3 +191,22 @@ def test_only_fp32_models_are_converted(int8, tmp_path):
     bad.write_bytes(b"\x00not onnx")
     with pytest.raises(EdgesegError, match="bad.onnx is not an ONNX model"):
         to_fp16(bad)
+
+
+def test_entropy_calibration_is_not_max_in_disguise(fp32, int8, tmp_path):
+    """quantize_static's own Entropy settings (128 bins, 128 levels) return the max range; ours search."""
+    import onnx
+
+    def activation_scales(path):
+        model = onnx.load(str(path))
+        return {n.input[0]: float(_initializer(model, n.input[1])) for n in model.graph.node
+                if n.op_type == "QuantizeLinear"}
+
+    from edgeseg.export.precision import to_int8
+
+    result = to_int8(fp32, tmp_path / "e.int8.onnx", calib_count=16, calib_root=int8[1], calib_method="entropy",
+                     min_conv_depth=0)
+    entropy, maximum = activation_scales(result.path), activation_scales(int8[0].path)
+    assert entropy.keys() == maximum.keys()
+    assert any(entropy[k] < 0.99 * maximum[k] for k in entropy)
+    assert result.calib_hash == int8[0].calib_hash  # same images, other method

@@ -198,7 +198,12 @@ def _tables(rows: list[dict]):
     def table(cols):
         t = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
         for col in cols:
-            t.add_column(col, justify="left" if col in ("model", "data", "prec") else "right", no_wrap=True)
+            # Numbers never shrink; a long model name folds onto a second line instead.
+            if col == "model":
+                t.add_column(col, overflow="fold", ratio=1)
+            else:
+                t.add_column(col, justify="left" if col in ("data", "prec") else "right", no_wrap=True,
+                             min_width=len(col))
         return t
 
     metrics = table(("model", "prec", "data", "thr", "Dice", "recall", "FP/img", "escape", "overkill"))
