@@ -131,6 +131,7 @@ def test_measure_reports_a_consistent_row():
         assert len(row["images_per_s_repeats"]) == 2 and row["images_per_s"] > 0
         assert 0 < row["latency_ms_p50"] <= row["latency_ms_p90"] <= row["latency_ms_p99"]
         assert row["latency_per_image_ms_p50"] == pytest.approx(row["latency_ms_p50"] / b)
+        assert row["images_per_s_p50"] == pytest.approx(b / row["latency_ms_p50"] * 1e3)
     assert set(runner.calls) == {1, 4}
 
 

@@ -159,6 +159,7 @@ def measure(runner: Runner, images: np.ndarray, batch_size: int, timing: Timing 
     """One row: throughput and latency of ``runner`` (activated) at ``batch_size``.
 
     Keys: mode (``single`` for batch 1, else ``batched``), batch_size, images_per_s (median of repeats),
+    images_per_s_p50 (batch size / median call latency),
     latency_ms_p50/p90/p99 (per batch call), latency_per_image_ms_p50/p90/p99 (per call / batch size:
     the amortised cost of one image), calls, repeats; plus h2d/compute/d2h/enqueue medians for runners
     that report a device-side split.
@@ -186,6 +187,9 @@ def measure(runner: Runner, images: np.ndarray, batch_size: int, timing: Timing 
         "batch_size": int(batch_size),
         "images_per_s": median(rates),
         "images_per_s_repeats": rates,
+        # Throughput implied by the median call: on a shared machine, other processes stealing the CPU
+        # inflate the mean (and so images_per_s) far more than the median.
+        "images_per_s_p50": batch_size / (per_batch["p50"] / 1e3),
         **{f"latency_ms_{k}": v for k, v in per_batch.items()},
         **{f"latency_per_image_ms_{k}": v for k, v in per_image.items()},
         "calls": len(lat),
