@@ -63,7 +63,7 @@ bench-stream: setup
 # `calib`: the INT8 calibration study (every method × image mix, compared on the demo's held-out sets);
 # `engines`: FP16 and INT8 TensorRT engines from those ONNX files (GPU host or Jetson, after `make setup`
 # or `make jetson-setup`; engines are built where they run and never committed).
-CALIB_COUNT ?= 256
+CALIB_COUNT ?= 512
 onnx: setup
 	$(BIN)/edgeseg export --model $(RUN)/model.keras --out $(RUN)/model.onnx
 	$(BIN)/edgeseg quantize --model $(RUN)/model.onnx --fp16

@@ -53,31 +53,34 @@ def compare(models: Sequence[str | Path], datasets: Sequence[str | Path], batch_
             runner.activate()
         for ds in sets:
             truth = metrics.GroundTruth.from_masks(ds.masks, ds.defects)
-            ref_probs = ref_mask = ref_metrics = None
+            ref_probs = ref_mask = ref_metrics = ref_dice = None
             for runner, model, (thr, thr_source) in zip(runners, models, thresholds):
                 probs = predict_probs(runner, ds.images, batch_size,
                                       lambda d, n, m="": progress(done + d, total, f"{Path(str(model)).name} on {ds.path.name}"))
                 done += len(ds)
                 m = metrics.compute(probs, truth, thr)
                 pred = probs >= thr
+                has_defects = bool(ds.masks.any())  # Dice and an F1-best threshold need defect pixels
                 row = {
                     "model": str(model), "backend": runner.backend.value, "precision": runner.precision.value,
                     "data": str(ds.path), "n_images": len(ds), "threshold": thr, "threshold_source": thr_source,
-                    "dice": m["dice"], "iou": m["iou"], "defect_recall": m["defect_recall"],
+                    "dice": m["dice"] if has_defects else None, "iou": m["iou"] if has_defects else None,
+                    "defect_recall": m["defect_recall"],
                     "fp_blobs_per_image": m["fp_blobs_per_image"], "escape_rate": m["escape_rate"],
                     "overkill_rate": m["overkill_rate"],
-                    "f1_best_threshold": metrics.f1_best_threshold(probs, ds.masks),
+                    "f1_best_threshold": metrics.f1_best_threshold(probs, ds.masks) if has_defects else None,
                     "metrics": m,
                 }
                 if ref_probs is None:
-                    ref_probs, ref_mask, ref_metrics = probs, pred, m
+                    ref_probs, ref_mask, ref_metrics, ref_dice = probs, pred, m, row["dice"]
                     row.update(reference=True, mask_iou_vs_ref=1.0, max_abs_dprob=0.0, mean_abs_dprob=0.0,
-                               delta_dice=0.0, delta_recall=0.0)
+                               delta_dice=_delta(row["dice"], row["dice"]),
+                               delta_recall=_delta(m["defect_recall"], m["defect_recall"]))
                 else:
                     diff = np.abs(probs - ref_probs)
                     row.update(reference=False, mask_iou_vs_ref=mask_iou(pred, ref_mask),
                                max_abs_dprob=float(diff.max()), mean_abs_dprob=float(diff.mean()),
-                               delta_dice=m["dice"] - ref_metrics["dice"],
+                               delta_dice=_delta(row["dice"], ref_dice),
                                delta_recall=_delta(m["defect_recall"], ref_metrics["defect_recall"]))
                 rows.append(row)
     finally:

@@ -124,3 +124,17 @@ def test_deploy_modules_import_no_heavy_package():
     help_ = cli.invoke(app, ["--help"])
     for command in ("export", "quantize", "build-engine", "compare"):
         assert command in help_.output
+
+
+def test_compare_on_a_defect_free_set_reports_overkill_not_dice(work, tmp_path):
+    from edgeseg.compare import compare
+    from edgeseg.data.dataset import write_dataset
+    from edgeseg.data.synth import preset
+    from edgeseg.export.onnx import sized
+
+    write_dataset(tmp_path / "good", sized(preset("test"), SIZE).replace(good_fraction=1.0), 3, seed=2)
+    report = compare([work / "model.onnx", work / "model.int8.onnx"], [tmp_path / "good"])
+    for row in report["rows"]:
+        assert row["dice"] is None and row["f1_best_threshold"] is None and row["delta_dice"] is None
+        assert row["defect_recall"] is None and row["overkill_rate"] is not None
+    assert 0.0 <= report["rows"][1]["mask_iou_vs_ref"] <= 1.0

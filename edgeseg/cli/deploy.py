@@ -27,7 +27,7 @@ Examples:
 
   edgeseg quantize --model runs/demo/model.onnx --fp16          # → runs/demo/model.fp16.onnx
 
-  edgeseg quantize --model runs/demo/model.onnx --int8 --calib-count 256 --calib-method max --calib-mix mixed
+  edgeseg quantize --model runs/demo/model.onnx --int8 --calib-count 512 --calib-method max --calib-mix mixed
 
 INT8 is symmetric Q/DQ (what TensorRT accepts), calibrated on generated images cached under calib/<hash>/.
 """
@@ -77,7 +77,7 @@ def quantize(
     fp16: bool = typer.Option(False, "--fp16", help="Write MODEL.fp16.onnx (float32 inputs/outputs)."),
     int8: bool = typer.Option(False, "--int8", help="Write MODEL.int8.onnx (symmetric Q/DQ, calibrated)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output file (default: MODEL.fp16.onnx / MODEL.int8.onnx)."),
-    calib_count: int = typer.Option(256, "--calib-count", help="Generated calibration images (1..512)."),
+    calib_count: int = typer.Option(512, "--calib-count", help="Generated calibration images (1..512)."),
     calib_method: str = typer.Option("max", "--calib-method", help="max | entropy | percentile."),
     calib_mix: str = typer.Option("mixed", "--calib-mix", help="defect | background | mixed (half each)."),
     calib_seed: int = typer.Option(7, "--calib-seed", help="Seed of the calibration images."),
@@ -215,7 +215,8 @@ def _tables(rows: list[dict]):
                         _fmt(r["defect_recall"]), _fmt(r["fp_blobs_per_image"], 2), _fmt(r["escape_rate"]),
                         _fmt(r["overkill_rate"]), end_section=section)
         agreement.add_row(name, data, _fmt(r["delta_dice"], 4, True), _fmt(r["delta_recall"], 4, True),
-                          _fmt(r["mask_iou_vs_ref"], 4), f"{r['max_abs_dprob']:.1e}", f"{r['f1_best_threshold']:.3g}",
+                          _fmt(r["mask_iou_vs_ref"], 4), f"{r['max_abs_dprob']:.1e}",
+                          "-" if r["f1_best_threshold"] is None else f"{r['f1_best_threshold']:.3g}",
                           end_section=section)
     return metrics, agreement
 

@@ -23,7 +23,7 @@ import numpy as np
 from edgeseg.artifacts import atomic_path, sha256_file, write_manifest
 from edgeseg.deps import require
 from edgeseg.errors import EdgesegError
-from edgeseg.export.calibration import CalibMix, CalibSet, calibration_set
+from edgeseg.export.calibration import DEFAULT_CALIB_COUNT, CalibMix, CalibSet, calibration_set
 from edgeseg.export.onnx import inherited, max_abs_diff, parity_images, source_manifest
 from edgeseg.progress import Progress, silent
 from edgeseg.types import Precision
@@ -172,7 +172,7 @@ def shallow_convs(model, min_depth: int) -> list[str]:
     return names
 
 
-def to_int8(onnx_path: str | Path, out: str | Path | None = None, *, calib_count: int = 256,
+def to_int8(onnx_path: str | Path, out: str | Path | None = None, *, calib_count: int = DEFAULT_CALIB_COUNT,
             calib_mix: CalibMix | str = CalibMix.mixed, calib_method: CalibMethod | str = CalibMethod.max,
             calib_seed: int = 7, calib_root: str | Path = "calib", quantizer: Quantizer | str = Quantizer.ort,
             keep_head_fp32: bool = False, min_conv_depth: int = 128, op_types: tuple[str, ...] = ("Conv",),
