@@ -219,12 +219,15 @@ def plot(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
         xs = [r["batch_size"] for r in rs]
         ax1.plot(xs, [r["images_per_s"] for r in rs], marker="o", label=name)
         ax2.plot(xs, [r["latency_ms_p99"] for r in rs], marker="o", label=name)
+    sizes = sorted({r["batch_size"] for rs in series.values() for r in rs})
     for ax, ylabel in ((ax1, "images/s"), (ax2, "p99 latency per batch (ms)")):
         ax.set_xscale("log", base=2)
+        ax.set_xticks(sizes, [str(b) for b in sizes])
         ax.set_xlabel("batch size")
         ax.set_ylabel(ylabel)
+        # Log scales: networks differ by orders of magnitude, and both curves must stay readable.
+        ax.set_yscale("log")
         ax.grid(True, which="both", alpha=0.3)
-    ax2.set_yscale("log")
     ax1.legend(fontsize=7)
     fig.suptitle("edgeseg bench: throughput and tail latency vs batch size")
     fig.tight_layout()

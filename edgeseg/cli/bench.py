@@ -27,7 +27,7 @@ def bench(
     duration_s: float = typer.Option(10.0, "--duration-s", help="Seconds measured per repeat (streaming: stream length when --frames is not given)."),
     repeats: int = typer.Option(3, "--repeats", help="Repeats per point; images/s is their median."),
     streams: int = typer.Option(2, "--streams", help="CUDA streams (one execution context each) for TensorRT engines."),
-    rate: Optional[float] = typer.Option(None, "--rate", help="Stream frames at this rate (frames/s) instead of sweeping batch sizes."),
+    rate: Optional[float] = typer.Option(None, "--rate", help="Stream frames at this rate (frames/s) in batches of up to the largest --batch-sizes, instead of sweeping."),
     max_wait_ms: float = typer.Option(10.0, "--max-wait-ms", help="Streaming: longest a batch waits after its first frame."),
     frames: Optional[int] = typer.Option(None, "--frames", help="Streaming: number of frames (default rate × duration)."),
     queue_size: Optional[int] = typer.Option(None, "--queue-size", help="Streaming: frames the queue holds before dropping (default 4 × max batch)."),
@@ -100,7 +100,7 @@ def bench(
             r.update(report.accuracy_for(entries, r["model"]))
     _wide().print(report.table(rows))
     for line in report.saturation_lines(rows):
-        console.print(line, highlight=False)
+        _wide().print(line, highlight=False)
     for r in rows:
         for w in r.get("warnings", []):
             err_console.print(f"[yellow]warning:[/] {report.label(r)}: {w}", highlight=False)
