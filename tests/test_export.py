@@ -89,3 +89,15 @@ def test_bad_requests_are_one_line_errors(exported, tmp_path):
     with pytest.raises(EdgesegError, match="takes 48x48 images; pass --image-size 48"):
         export_onnx(fixed, tmp_path / "m.onnx", image_size=SIZE)
     assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize("name, kwargs", [("inline", {}), ("unet", {"base": 4})])
+def test_registry_models_export_within_tolerance(tmp_path, name, kwargs):
+    """The project's own networks (custom layers: in-model standardisation, folds) survive tf2onnx."""
+    import edgeseg.models as models
+    from edgeseg.export.onnx import export_onnx
+
+    model = models.build(name, **kwargs)
+    model.save(tmp_path / "model.keras")
+    result = export_onnx(tmp_path / "model.keras", tmp_path / "model.onnx", image_size=64, parity_count=2)
+    assert result.max_abs_diff <= 1e-4
