@@ -251,3 +251,5 @@ def test_overhead_compares_with_a_bare_session_loop(tmp_path):
         assert r["bare_images_per_s"] > 0 and r["harness_images_per_s"] > 0
         assert r["overhead_pct"] == pytest.approx(
             100 * (r["bare_images_per_s"] - r["harness_images_per_s"]) / r["bare_images_per_s"])
+        assert r["bare_cpu_ms_per_image"] > 0 and r["harness_cpu_ms_per_image"] > 0
+        assert len(r["bare_repeats"]) == len(r["harness_repeats"]) == 2

@@ -253,7 +253,8 @@ def overhead(model: str | Path, batch_sizes: Sequence[int] = (1, 16), timing: Ti
     ONNX Runtime only (the session is the runner's own, so both loops run the same threads and graph).
     The two loops alternate ``repeats`` times so drifts in machine load hit both; each reports its median.
     ``overhead_pct`` = 100 × (bare − harness) / bare of the medians, ``overhead_pct_paired`` the median of
-    that over back-to-back pairs; negative when the runner's IO binding beats a plain ``session.run``.
+    that over back-to-back pairs, ``overhead_pct_cpu`` the same in process CPU time per image; negative
+    when the harness's runner beats a plain ``session.run``.
     """
     from edgeseg.runners.base import load_runner
 
@@ -265,16 +266,20 @@ def overhead(model: str | Path, batch_sizes: Sequence[int] = (1, 16), timing: Ti
         for b in batch_sizes:
             batches = make_batches(pool, int(b), runner)
             warm_up(runner, batches, timing.warmup_s)
-            bare, harness = [], []
+            bare, harness, bare_cpu, harness_cpu = [], [], [], []
             for r in range(timing.repeats):
                 progress(r, timing.repeats, f"batch {b}: repeat {r + 1}")
                 # Alternate which loop goes first, so a load change mid-pair does not favour one side.
                 for which in ((0, 1) if r % 2 == 0 else (1, 0)):
+                    c0 = time.process_time()
                     if which == 0:
-                        bare.append(_bare_loop(session, name, batches, timing.duration_s))
+                        done, elapsed = _bare_loop(session, name, batches, timing.duration_s)
+                        bare.append(done / elapsed)
+                        bare_cpu.append((time.process_time() - c0) / done * 1e3)
                     else:
                         _, done, elapsed = run_for(runner, batches, timing.duration_s)
                         harness.append(done / elapsed)
+                        harness_cpu.append((time.process_time() - c0) / done * 1e3)
             bare_ips, harness_ips = median(bare), median(harness)
             rows.append({
                 "model": str(model), "backend": "onnxruntime", "precision": runner.precision.value,
@@ -283,12 +288,17 @@ def overhead(model: str | Path, batch_sizes: Sequence[int] = (1, 16), timing: Ti
                 "overhead_pct": 100.0 * (bare_ips - harness_ips) / bare_ips,
                 # Each pair ran back to back: the median of per-pair differences resists slow load drift.
                 "overhead_pct_paired": median([100.0 * (x - y) / x for x, y in zip(bare, harness)]),
+                # CPU time of this process per image (all its threads): other processes preempting ours
+                # stretch wall time but barely change it, so on a shared machine it shows the harness's
+                # own cost more clearly (ONNX Runtime's spin-waiting threads still add some noise).
+                "bare_cpu_ms_per_image": median(bare_cpu), "harness_cpu_ms_per_image": median(harness_cpu),
+                "overhead_pct_cpu": median([100.0 * (y - x) / x for x, y in zip(bare_cpu, harness_cpu)]),
             })
     return rows
 
 
-def _bare_loop(session, input_name: str, batches: Sequence[np.ndarray], duration_s: float) -> float:
-    """images/s of the plainest possible loop over ``session.run`` (the reference for :func:`overhead`)."""
+def _bare_loop(session, input_name: str, batches: Sequence[np.ndarray], duration_s: float) -> tuple[int, float]:
+    """(images, seconds) of the plainest possible loop over ``session.run`` (the reference for :func:`overhead`)."""
     clock = time.perf_counter
     nb = len(batches)
     images = i = 0
@@ -300,4 +310,4 @@ def _bare_loop(session, input_name: str, batches: Sequence[np.ndarray], duration
         i += 1
         now = clock()
         if now - start >= duration_s:
-            return images / (now - start)
+            return images, now - start

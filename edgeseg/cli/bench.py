@@ -130,11 +130,12 @@ def _render_overhead(rows: list[dict]) -> None:
     from rich.table import Table
 
     t = Table(title="harness overhead vs bare session.run")
-    for head in ("model", "batch", "bare img/s", "harness img/s", "overhead %", "paired %"):
+    for head in ("model", "batch", "bare img/s", "harness img/s", "overhead %", "paired %", "CPU time %"):
         t.add_column(head, justify="left" if head == "model" else "right")
     for r in rows:
         t.add_row(r["model"], str(r["batch_size"]), f"{r['bare_images_per_s']:.1f}",
-                  f"{r['harness_images_per_s']:.1f}", f"{r['overhead_pct']:+.2f}", f"{r['overhead_pct_paired']:+.2f}")
+                  f"{r['harness_images_per_s']:.1f}", f"{r['overhead_pct']:+.2f}", f"{r['overhead_pct_paired']:+.2f}",
+                  f"{r['overhead_pct_cpu']:+.2f}")
     _wide().print(t)
 
 
