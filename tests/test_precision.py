@@ -143,7 +143,8 @@ def test_shallow_convs_stay_fp32_by_default(fp32, tmp_path):
     head = set(head_nodes(source))
     assert [n.name for n in quantized] == [n.name for n in source.graph.node if n.op_type == "Conv" and n.name in head]
     with pytest.raises(EdgesegError, match="nothing left to quantize"):
-        to_int8(fp32, tmp_path / "e.int8.onnx", calib_count=8, calib_root=tmp_path / "calib", keep_head_fp32=True)
+        to_int8(fp32, tmp_path / "e.int8.onnx", calib_count=8, calib_root=tmp_path / "none", keep_head_fp32=True)
+    assert not (tmp_path / "e.int8.onnx").exists() and not (tmp_path / "none").exists()
 
 
 def test_keep_head_fp32_leaves_the_head_unquantized(fp32, tmp_path):

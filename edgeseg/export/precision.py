@@ -192,13 +192,13 @@ def to_int8(onnx_path: str | Path, out: str | Path | None = None, *, calib_count
     size = _input_size(model)
     if quantizer is Quantizer.modelopt:
         require("modelopt.onnx.quantization")  # fails with the install hint before any work is done
-    progress(0, 4, "calibration images")
-    calib = calibration_set(size, calib_count, calib_mix, calib_seed, calib_root)
     exclude = shallow_convs(model, min_conv_depth) + (head_nodes(model) if keep_head_fp32 else [])
     exclude = list(dict.fromkeys(exclude))
     if "Conv" in op_types and not [n for n in model.graph.node if n.op_type == "Conv" and n.name not in exclude]:
         raise EdgesegError(f"nothing left to quantize in {onnx_path}: every convolution is shallower than "
                            f"--min-conv-depth {min_conv_depth} or excluded (lower --min-conv-depth)")
+    progress(0, 4, "calibration images")
+    calib = calibration_set(size, calib_count, calib_mix, calib_seed, calib_root)
     progress(1, 4, f"calibrating ({method.value}, {quantizer.value})")
     with atomic_path(out) as tmp:
         if quantizer is Quantizer.ort:
