@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeseg.artifacts import atomic_path, read_json, manifest_path, sha256_file, write_bytes, write_manifest
+from edgeseg.artifacts import atomic_path, sha256_file, write_bytes, write_manifest
 from edgeseg.deps import require
 from edgeseg.errors import EdgesegError
 from edgeseg.export.onnx import inherited, source_manifest
@@ -125,9 +125,3 @@ def build_engine(onnx_path: str | Path, out: str | Path = "engines", *, batch: t
     )
     progress(3, 3, str(engine_path))
     return EngineResult(engine_path, precision, (lo, opt, hi))
-
-
-def engine_manifest(engine_path: str | Path) -> dict:
-    """The manifest beside an engine ({} when absent)."""
-    mpath = manifest_path(engine_path)
-    return read_json(mpath) if mpath.is_file() else {}
