@@ -91,3 +91,5 @@ def test_options_config_and_errors():
         ClassicalRunner(threshold=0.3)
     with pytest.raises(EdgesegError, match="t_low"):
         ClassicalRunner(t_low=7.0, t_high=6.0)
+    with pytest.raises(EdgesegError, match="background_degree"):
+        ClassicalRunner(background_degree=5)

@@ -79,6 +79,15 @@ class ClassicalParams:
             raise EdgesegError(f"scales must be positive box sizes, got {self.scales}")
         if self.t_low > self.t_high:
             raise EdgesegError(f"t_low ({self.t_low}) must not exceed t_high ({self.t_high})")
+        if self.background < 3 or self.background_degree not in (0, 1, 2, 3):
+            raise EdgesegError(
+                f"background must be >= 3 px and background_degree one of 0, 1, 2, 3, "
+                f"got {self.background} and {self.background_degree}"
+            )
+        if not 0 < self.extent_scale <= 1 or self.extent_snr <= 0:
+            raise EdgesegError(
+                f"extent_scale must be in (0, 1] and extent_snr > 0, got {self.extent_scale}, {self.extent_snr}"
+            )
         object.__setattr__(self, "scales", tuple(int(s) for s in self.scales))
 
     def boxes(self) -> list[tuple[int, int]]:
@@ -304,6 +313,7 @@ class ClassicalRunner(Runner):
         return {"model": "classical", **self.params.to_dict()}
 
     def _activate(self) -> None:
+        # Nothing to load: the filter bank is built per image size on first use (cheap, then cached).
         pass
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
