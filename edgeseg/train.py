@@ -39,16 +39,16 @@ class TrainConfig:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     loss: str = "bce+dice"
     epochs: int = 12
-    steps_per_epoch: int = 100
-    batch_size: int = 16
-    crop: int = 128
+    steps_per_epoch: int = 150
+    batch_size: int = 8
+    crop: int = 256
     learning_rate: float = 3e-3
     seed: int = 0
     preset: str = "train"
     curriculum: str | None = None
     augment: bool = True
     patience: int = 4
-    val_count: int = 64
+    val_count: int = 128
     val_seed: int = 90_001
 
     def to_dict(self) -> dict[str, Any]:
@@ -119,8 +119,8 @@ class _Checkpoint:
 
     def load(self, model, optimizer) -> dict[str, Any]:
         state = read_json(self.state)
-        model.load_weights(self.last)
         optimizer.build(model.trainable_variables)
+        model.load_weights(self.last)
         with np.load(self.optimizer) as saved:
             arrays = [saved[f"arr_{i}"] for i in range(len(saved.files))]
         if len(arrays) != len(optimizer.variables):

@@ -16,7 +16,7 @@ Examples:
 
   The demo network (the defaults, ~5 minutes on 2 CPU cores):  edgeseg train --model inline --out runs/demo
 
-  A UNet for comparison:  edgeseg train --model unet --model-arg base=16 --crop 96 --out runs/unet
+  A UNet for comparison:  edgeseg train --model unet --crop 128 --steps-per-epoch 100 --out runs/unet
 
   A loss schedule and a contrast curriculum:  edgeseg train --loss "bce@0,bce+dice@4" --curriculum 8:3:4 --out runs/x
 
@@ -49,9 +49,9 @@ def train(
     model_arg: Optional[list[str]] = typer.Option(None, "--model-arg", help="Builder argument KEY=VALUE (repeatable)."),
     loss: str = typer.Option("bce+dice", help="Loss spec (see below), e.g. bce+dice, focal:gamma=2, bce@0,dice@5."),
     epochs: int = typer.Option(12, help="Maximum epochs."),
-    steps_per_epoch: int = typer.Option(100, help="Batches per epoch (each batch freshly generated)."),
-    batch_size: int = typer.Option(16, help="Images per batch."),
-    crop: int = typer.Option(128, help="Training image side in pixels (the networks are fully convolutional)."),
+    steps_per_epoch: int = typer.Option(150, help="Batches per epoch (each batch freshly generated)."),
+    batch_size: int = typer.Option(8, help="Images per batch."),
+    crop: int = typer.Option(256, help="Training image side in pixels (the networks are fully convolutional)."),
     learning_rate: float = typer.Option(3e-3, help="Peak learning rate (Adam, cosine decay)."),
     seed: int = typer.Option(0, help="Seed of weights and training data; the same seed gives the same run."),
     preset: str = typer.Option("train", help="Training data distribution: a synth preset (train | seed | test)."),

@@ -1,14 +1,20 @@
 """``inline``: a network for inline inspection — large receptive field at low resolution, few channels.
 
 A defect is a mean shift of ~3 gray levels in noise of std ~7.2, visible only after averaging many
-pixels, so the work belongs at low resolution. The image is standardised and folded in one op (a 4×4
-stride-4 convolution, i.e. space-to-depth + 1×1 mix, keeping the within-block detail that boundaries need);
-a context branch pools once more to 1/8 resolution and runs 3×3 convolutions with dilations 1, 2, 4, 8
-(receptive field ~250 px: defects are up to 63 px and need background around them); the context is
-upsampled, joined with the 1/4-resolution detail, and a 16-channel head is unfolded back to full
-resolution by depth-to-space (sub-pixel boundaries). ~0.02 GFLOP/image at 256², two orders of magnitude
-below the UNet, and few ONNX ops so batch-1 latency stays low; only the first and last op touch full
-resolution, because at these FLOP counts memory traffic, not arithmetic, sets the speed.
+pixels, so the work belongs at low resolution:
+
+* ``fold`` standardises and folds the image in one op — a 4×4 stride-4 convolution of
+  (image − image mean) / 7.2, i.e. space-to-depth + 1×1 mix, which keeps the within-block detail that
+  boundaries need (:class:`~edgeseg.models.layers.FoldConv`);
+* a context stack of 3×3 convolutions (BatchNorm + ReLU) with dilations 1, 2, 4, 8, 16 at 1/4 resolution
+  gives a receptive field of ~250 px: defects are up to 63 px and need background around them, and thin
+  defects (8 px wide, up to 63 long) need aggregation *along* them at a resolution where they are still
+  2 cells wide — at 1/8 resolution (``pool=2``) they fall between cells and most were missed (docs/STUDY.md);
+* a 3×3 head over [detail, context] predicts the 4×4 pixels of each cell, unfolded to full resolution by
+  depth-to-space (sub-pixel boundaries).
+
+~0.057 GFLOP per 256² image, >100× below the UNet, and only the first and last op touch full resolution:
+at these FLOP counts memory traffic and per-op overhead, not arithmetic, set the speed.
 """
 
 from __future__ import annotations
@@ -18,20 +24,34 @@ import keras
 from edgeseg.models.layers import DepthToSpace, FoldConv
 
 
-def build_inline(width: int = 8, stem: int = 16, dilations: tuple[int, ...] | list[int] = (1, 2, 4, 8),
-                 block: int = 4, pool: int = 2) -> keras.Model:
+def _conv(x, filters: int, dilation: int, norm: bool, name: str):
+    """3×3 conv + ReLU; with ``norm`` a BatchNorm in between (trains much faster here, and folds into the
+    convolution when deployed)."""
+    x = keras.layers.Conv2D(filters, 3, padding="same", dilation_rate=dilation, use_bias=not norm,
+                            activation=None if norm else "relu", name=name)(x)
+    if norm:
+        x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+        x = keras.layers.ReLU(name=f"{name}_relu")(x)
+    return x
+
+
+def build_inline(width: int = 8, stem: int = 16, dilations: tuple[int, ...] | list[int] = (1, 2, 4, 8, 16),
+                 block: int = 4, pool: int = 1, norm: bool = True, head: int = 3) -> keras.Model:
     """Build the inline network (see the module docstring).
 
-    ``stem`` channels at 1/block resolution, ``width`` channels in the context stack at 1/(block·pool).
+    ``stem`` channels at 1/block resolution; ``width`` channels in the context stack, which runs at
+    1/(block·pool) resolution (``pool=2`` halves its cost again, at the price of thin defects);
+    ``head`` is the head's kernel size.
     """
     image = keras.Input(shape=(None, None, 1), name="image")
     detail = FoldConv(stem, block, name="fold")(image)
     detail = keras.layers.ReLU(name="fold_relu")(detail)
-    x = keras.layers.AveragePooling2D(pool, name="pool")(detail)
+    x = keras.layers.AveragePooling2D(pool, name="pool")(detail) if pool > 1 else detail
     for d in dilations:
-        x = keras.layers.Conv2D(width, 3, padding="same", dilation_rate=d, activation="relu", name=f"ctx_d{d}")(x)
-    x = keras.layers.UpSampling2D(pool, name="up")(x)
+        x = _conv(x, width, d, norm, f"ctx_d{d}")
+    if pool > 1:
+        x = keras.layers.UpSampling2D(pool, name="up")(x)
     x = keras.layers.Concatenate(name="join")([detail, x])
-    x = keras.layers.Conv2D(block * block, 3, padding="same", activation="sigmoid", name="head")(x)
+    x = keras.layers.Conv2D(block * block, head, padding="same", activation="sigmoid", name="head")(x)
     out = DepthToSpace(block, name="mask", dtype="float32")(x)
     return keras.Model(image, out, name="inline")
