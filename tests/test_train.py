@@ -21,6 +21,7 @@ TINY = dict(model="inline", model_kwargs={"width": 4, "stem": 8}, epochs=2, step
             crop=64, curriculum="20:20:1", val_count=4, learning_rate=1e-2)
 
 
+@pytest.mark.slow
 def test_tiny_training_learns_and_writes_complete_artifacts(tmp_path):
     result = train(TrainConfig(**TINY), tmp_path)
     history = json.loads((tmp_path / "history.json").read_text())
@@ -45,10 +46,11 @@ def test_tiny_training_learns_and_writes_complete_artifacts(tmp_path):
     assert probs[15:35, 15:35].mean() > probs[50:, 50:].mean()
 
 
+@pytest.mark.slow
 def test_cli_resume_continues_at_the_next_epoch(tmp_path):
     runner = CliRunner()
     args = ["train", "--out", str(tmp_path), "--model-arg", "width=4", "--model-arg", "stem=8", "--crop", "64",
-            "--steps-per-epoch", "6", "--batch-size", "4", "--curriculum", "20:20:1", "-q"]
+            "--steps-per-epoch", "6", "--batch-size", "4", "--curriculum", "20:20:1", "--val-count", "8", "-q"]
     first = runner.invoke(app, args + ["--epochs", "1"])
     assert first.exit_code == 0, first.output
     epoch0 = json.loads((tmp_path / "history.json").read_text())

@@ -58,6 +58,7 @@ def train(
     curriculum: Optional[str] = typer.Option(None, help="Contrast curriculum START:END:EPOCHS (e.g. 8:3:4)."),
     augment: bool = typer.Option(True, "--augment/--no-augment", help="Flips, gain, gamma, extra noise."),
     patience: int = typer.Option(4, help="Stop after this many epochs without a better validation Dice."),
+    val_count: int = typer.Option(128, help="Validation images (fixed set, 256², evaluation-like distribution)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the checkpoint in --out at its next epoch."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -67,7 +68,7 @@ def train(
     cfg = TrainConfig(model=model, model_kwargs=_parse_model_args(model_arg or []), loss=loss, epochs=epochs,
                       steps_per_epoch=steps_per_epoch, batch_size=batch_size, crop=crop,
                       learning_rate=learning_rate, seed=seed, preset=preset, curriculum=curriculum,
-                      augment=augment, patience=patience)
+                      augment=augment, patience=patience, val_count=val_count)
     check(cfg)
     with progress_bar("train", enabled=not quiet) as progress:
         result = run(cfg, out, resume=resume, progress=progress)
