@@ -161,6 +161,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: Pro
     schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, total_steps, alpha=0.05,
                                                       warmup_target=None)
     optimizer = keras.optimizers.Adam(schedule)
+    if isinstance(loss, losses.Scheduled):
+        loss.set_epoch(0)  # creates the stage variable eagerly, outside the traced training step
     model.compile(optimizer=optimizer, loss=loss)
 
     state: dict[str, Any] = {"config": cfg.to_dict(), "epoch": 0, "history": [], "best_dice": -1.0,

@@ -50,7 +50,8 @@ def test_tiny_training_learns_and_writes_complete_artifacts(tmp_path):
 def test_cli_resume_continues_at_the_next_epoch(tmp_path):
     runner = CliRunner()
     args = ["train", "--out", str(tmp_path), "--model-arg", "width=4", "--model-arg", "stem=8", "--crop", "64",
-            "--steps-per-epoch", "6", "--batch-size", "4", "--curriculum", "20:20:1", "--val-count", "8", "-q"]
+            "--steps-per-epoch", "6", "--batch-size", "4", "--curriculum", "20:20:1", "--val-count", "8",
+            "--loss", "bce@0,bce+dice@1", "-q"]
     first = runner.invoke(app, args + ["--epochs", "1"])
     assert first.exit_code == 0, first.output
     epoch0 = json.loads((tmp_path / "history.json").read_text())
@@ -62,6 +63,7 @@ def test_cli_resume_continues_at_the_next_epoch(tmp_path):
     history = json.loads((tmp_path / "history.json").read_text())
     assert [h["epoch"] for h in history] == [0, 1]
     assert history[0] == epoch0[0]  # the first epoch was not retrained
+    assert [h["loss_stage"] for h in history] == [0, 1]  # the loss schedule moved on after the resume
     assert read_json(tmp_path / "model.keras.json")["training"]["epochs_run"] == 2
 
 
