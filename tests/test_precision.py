@@ -211,3 +211,22 @@ def test_entropy_calibration_is_not_max_in_disguise(fp32, int8, tmp_path):
     assert entropy.keys() == maximum.keys()
     assert any(entropy[k] < 0.99 * maximum[k] for k in entropy)
     assert result.calib_hash == int8[0].calib_hash  # same images, other method
+
+
+def test_cpu_target_uses_uint8_activations_and_tensorrt_refuses_it(fp32, tmp_path):
+    import onnx
+
+    from edgeseg.export.precision import to_int8
+    from edgeseg.runners.onnxrt import OnnxRuntimeRunner
+    from edgeseg.trt.build import build_engine
+
+    result = to_int8(fp32, tmp_path / "cpu.int8.onnx", calib_count=8, calib_root=tmp_path / "calib", target="cpu")
+    model = onnx.load(str(result.path))
+    zero_points = [_initializer(model, n.input[2]) for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    assert zero_points and all(z.dtype == np.uint8 for z in zero_points)
+    with OnnxRuntimeRunner(result.path) as runner:
+        assert runner.precision is Precision.int8
+        assert runner.infer(np.full((1, SIZE, SIZE), 112, np.uint8)).shape == (1, SIZE, SIZE)
+    with pytest.raises(EdgesegError, match="TensorRT rejects: quantize the FP32 model with --target tensorrt"):
+        build_engine(result.path, tmp_path / "engines")
+    assert not (tmp_path / "engines").exists()

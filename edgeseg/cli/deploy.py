@@ -83,6 +83,8 @@ def quantize(
     calib_seed: int = typer.Option(7, "--calib-seed", help="Seed of the calibration images."),
     calib_dir: Path = typer.Option(Path("calib"), "--calib-dir", help="Where calibration sets are cached."),
     quantizer: str = typer.Option("ort", "--quantizer", help="ort (ONNX Runtime) | modelopt (NVIDIA ModelOpt)."),
+    target: str = typer.Option("tensorrt", "--target",
+                               help="tensorrt (symmetric; runs everywhere) | cpu (uint8 activations, ONNX Runtime only)."),
     keep_head_fp32: bool = typer.Option(False, "--keep-head-fp32", help="Leave the final conv and sigmoid in FP32."),
     min_conv_depth: int = typer.Option(
         128, "--min-conv-depth", min=0,
@@ -91,7 +93,7 @@ def quantize(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """FP16 or INT8 version of an FP32 ONNX model, for ONNX Runtime and TensorRT alike."""
-    from edgeseg.export.precision import CalibMethod, Quantizer, to_fp16, to_int8
+    from edgeseg.export.precision import CalibMethod, Quantizer, Target, to_fp16, to_int8
 
     if fp16 == int8:
         raise EdgesegError("choose exactly one of --fp16 or --int8")
@@ -101,10 +103,12 @@ def quantize(
     else:
         method = _choice(calib_method, CalibMethod, "--calib-method")
         q = _choice(quantizer, Quantizer, "--quantizer")
+        tgt = _choice(target, Target, "--target")
         with progress_bar("int8", enabled=not quiet) as progress:
             result = to_int8(model, out, calib_count=calib_count, calib_mix=calib_mix, calib_method=method,
                              calib_seed=calib_seed, calib_root=calib_dir, quantizer=q,
-                             keep_head_fp32=keep_head_fp32, min_conv_depth=min_conv_depth, progress=progress)
+                             keep_head_fp32=keep_head_fp32, min_conv_depth=min_conv_depth, target=tgt,
+                             progress=progress)
     extra = f", calibration {calib_dir / result.calib_hash}" if result.calib_hash else ""
     console.print(f"wrote {result.path} (max |Δprob| vs FP32 {result.max_abs_diff:.1e}{extra})", highlight=False, soft_wrap=True)
 

@@ -40,6 +40,15 @@ class Quantizer(str, Enum):
     modelopt = "modelopt"
 
 
+class Target(str, Enum):
+    """Who runs the INT8 file: ``tensorrt`` (symmetric int8, zero point 0 — also runs in ONNX Runtime and is
+    the default) or ``cpu`` (uint8 asymmetric activations: ONNX Runtime folds each ReLU into the conv's
+    requantisation; ~10 % faster on the CPU for the inline network, refused by TensorRT)."""
+
+    tensorrt = "tensorrt"
+    cpu = "cpu"
+
+
 @dataclass(frozen=True)
 class PrecisionResult:
     path: Path
@@ -176,7 +185,7 @@ def to_int8(onnx_path: str | Path, out: str | Path | None = None, *, calib_count
             calib_mix: CalibMix | str = CalibMix.mixed, calib_method: CalibMethod | str = CalibMethod.max,
             calib_seed: int = 7, calib_root: str | Path = "calib", quantizer: Quantizer | str = Quantizer.ort,
             keep_head_fp32: bool = False, min_conv_depth: int = 128, op_types: tuple[str, ...] = ("Conv",),
-            progress: Progress = silent) -> PrecisionResult:
+            target: Target | str = Target.tensorrt, progress: Progress = silent) -> PrecisionResult:
     """INT8 Q/DQ copy of an FP32 ONNX model, calibrated on a generated set (see :mod:`.calibration`).
 
     Symmetric activations and weights (zero point 0: TensorRT's requirement), per-channel weights, after
@@ -187,7 +196,9 @@ def to_int8(onnx_path: str | Path, out: str | Path | None = None, *, calib_count
     """
     onnx_path = Path(onnx_path)
     out = Path(out) if out else derived_path(onnx_path, Precision.int8)
-    method, quantizer = CalibMethod(calib_method), Quantizer(quantizer)
+    method, quantizer, target = CalibMethod(calib_method), Quantizer(quantizer), Target(target)
+    if target is Target.cpu and quantizer is not Quantizer.ort:
+        raise EdgesegError("--target cpu needs --quantizer ort (ModelOpt writes TensorRT's symmetric Q/DQ only)")
     model = _load_fp32(onnx_path)
     size = _input_size(model)
     if quantizer is Quantizer.modelopt:
@@ -202,12 +213,17 @@ def to_int8(onnx_path: str | Path, out: str | Path | None = None, *, calib_count
     progress(1, 4, f"calibrating ({method.value}, {quantizer.value})")
     with atomic_path(out) as tmp:
         if quantizer is Quantizer.ort:
-            settings = _quantize_ort(onnx_path, tmp, calib, method, exclude, op_types_to_quantize=list(op_types))
+            overrides: dict[str, Any] = {"op_types_to_quantize": list(op_types)}
+            if target is Target.cpu:
+                q = require("onnxruntime.quantization")
+                overrides = {"op_types_to_quantize": list(op_types) + ["Relu"], "activation_type": q.QuantType.QUInt8,
+                             "extra_options": {"ActivationSymmetric": False}}
+            settings = _quantize_ort(onnx_path, tmp, calib, method, exclude, **overrides)
         else:
             settings = _quantize_modelopt(onnx_path, tmp, calib, method, exclude, list(op_types))
         progress(3, 4, "parity against FP32")
         diff = _parity(onnx_path, tmp, size)
-    config = {"quantizer": quantizer.value, "calib_method": method.value, "calib_mix": CalibMix(calib_mix).value,
+    config = {"quantizer": quantizer.value, "target": target.value, "calib_method": method.value, "calib_mix": CalibMix(calib_mix).value,
               "calib_count": calib_count, "calib_seed": calib_seed, "keep_head_fp32": keep_head_fp32,
               "min_conv_depth": min_conv_depth, "op_types": list(op_types), "excluded_nodes": exclude, **settings}
     write_manifest(out, "onnx", config=config,
@@ -272,8 +288,10 @@ def _quantize_ort(src: Path, dst: Path, calib: CalibSet, method: CalibMethod, ex
                 q.quantize_static(str(pre), str(dst), None, calibration_cache_path=str(cache), **settings)
             else:
                 q.quantize_static(str(pre), str(dst), reader, **settings)
-    return {"format": "QDQ", "per_channel": settings["per_channel"], "activation_type": "int8",
-            "weight_type": "int8", "symmetric": True, "extra_options": extra,
+    symmetric = bool(extra["ActivationSymmetric"])
+    return {"format": "QDQ", "per_channel": settings["per_channel"],
+            "activation_type": "int8" if symmetric else "uint8", "weight_type": "int8", "symmetric": symmetric,
+            "extra_options": extra,
             "histogram": _HISTOGRAM.get(method),
             **{k: v for k, v in settings.items() if k == "op_types_to_quantize"}}
 

@@ -67,6 +67,10 @@ def build_engine(onnx_path: str | Path, out: str | Path = "engines", *, batch: t
     lo, opt, hi = check_profile(batch)
     if workspace_mb <= 0:
         raise EdgesegError(f"--workspace must be a positive number of MB, got {workspace_mb}")
+    src = source_manifest(onnx_path)
+    if src.get("config", {}).get("symmetric") is False:
+        raise EdgesegError(f"{onnx_path} was quantized for the CPU (asymmetric uint8 activations), which TensorRT "
+                           "rejects: quantize the FP32 model with --target tensorrt")
     trt = require("tensorrt")
     device = current_device()
     precision = onnx_precision(onnx_path).value
@@ -109,7 +113,6 @@ def build_engine(onnx_path: str | Path, out: str | Path = "engines", *, batch: t
     if cache is not None:
         write_bytes(timing_cache, bytes(memoryview(cache.serialize())))
 
-    src = source_manifest(onnx_path)
     write_manifest(
         engine_path, "engine",
         config={"batch": [lo, opt, hi], "workspace_mb": workspace_mb, "version_compatible": version_compatible,
