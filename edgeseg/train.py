@@ -38,7 +38,7 @@ class TrainConfig:
     model: str = "inline"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     loss: str = "bce+dice"
-    epochs: int = 12
+    epochs: int = 20
     steps_per_epoch: int = 150
     batch_size: int = 8
     crop: int = 256

@@ -14,7 +14,7 @@ from edgeseg.errors import EdgesegError
 _EPILOG = """\
 Examples:
 
-  The demo network (the defaults, ~5 minutes on 2 CPU cores):  edgeseg train --model inline --out runs/demo
+  The demo network (the defaults, ~6 minutes on 2 CPU cores):  edgeseg train --model inline --out runs/demo
 
   A UNet for comparison:  edgeseg train --model unet --crop 128 --steps-per-epoch 100 --out runs/unet
 
@@ -48,7 +48,7 @@ def train(
     model: str = typer.Option("inline", "--model", help="Network: inline | unet | context."),
     model_arg: Optional[list[str]] = typer.Option(None, "--model-arg", help="Builder argument KEY=VALUE (repeatable)."),
     loss: str = typer.Option("bce+dice", help="Loss spec (see below), e.g. bce+dice, focal:gamma=2, bce@0,dice@5."),
-    epochs: int = typer.Option(12, help="Maximum epochs."),
+    epochs: int = typer.Option(20, help="Maximum epochs."),
     steps_per_epoch: int = typer.Option(150, help="Batches per epoch (each batch freshly generated)."),
     batch_size: int = typer.Option(8, help="Images per batch."),
     crop: int = typer.Option(256, help="Training image side in pixels (the networks are fully convolutional)."),
