@@ -36,15 +36,17 @@ def _conv(x, filters: int, dilation: int, norm: bool, name: str):
 
 
 def build_inline(width: int = 8, stem: int = 16, dilations: tuple[int, ...] | list[int] = (1, 2, 4, 8, 16),
-                 block: int = 4, pool: int = 1, norm: bool = True, head: int = 3) -> keras.Model:
+                 block: int = 4, pool: int = 1, norm: bool = True, head: int = 3,
+                 background: str = "local") -> keras.Model:
     """Build the inline network (see the module docstring).
 
     ``stem`` channels at 1/block resolution; ``width`` channels in the context stack, which runs at
     1/(block·pool) resolution (``pool=2`` halves its cost again, at the price of thin defects);
-    ``head`` is the head's kernel size.
+    ``head`` is the head's kernel size; ``background`` is what the fold subtracts: the image mean
+    (``global``) or a defect-blind smooth local background (``local``, removes illumination).
     """
     image = keras.Input(shape=(None, None, 1), name="image")
-    detail = FoldConv(stem, block, name="fold")(image)
+    detail = FoldConv(stem, block, background=background, name="fold")(image)
     detail = keras.layers.ReLU(name="fold_relu")(detail)
     x = keras.layers.AveragePooling2D(pool, name="pool")(detail) if pool > 1 else detail
     for d in dilations:

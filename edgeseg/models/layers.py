@@ -65,6 +65,27 @@ class DepthToSpace(keras.layers.Layer):
         return {**super().get_config(), "block": self.block}
 
 
+def local_background(x, block: int, cell: int = 8, window: int = 9):
+    """A smooth background estimate of raw image ``x`` at 1/``block`` resolution, blind to defects.
+
+    Means over ``cell``×``cell`` cells (noise std /8), then a grey-level *opening* (min then max over
+    ``window``×``window`` cells, 72 px): a bright defect smaller than the window in either direction — the
+    seed's are at most 63 px — is erased, while a ramp or a broad bump, which is locally flat at that scale,
+    survives; a final box mean smooths the estimate. Defect-blind is the point: a plain local mean of the
+    same size would absorb most of a large defect's contrast. Min/max of noisy cell means bias the estimate
+    low by about one cell std, a constant the next layer's bias absorbs. Lowers to AveragePool, MaxPool, Neg
+    and Resize in ONNX, all on 1/8-resolution maps.
+    """
+    import tensorflow as tf
+
+    means = ops.average_pool(x, cell, cell, padding="valid")
+    eroded = -ops.max_pool(-means, window, 1, padding="same")
+    opened = ops.max_pool(eroded, window, 1, padding="same")
+    smooth = ops.average_pool(opened, window, 1, padding="same")
+    size = tf.shape(x)[1:3] // block
+    return tf.image.resize(smooth, size, method="bilinear")
+
+
 @keras.saving.register_keras_serializable("edgeseg")
 class FoldConv(keras.layers.Layer):
     """Standardise and fold in one pass: a ``block``×``block`` stride-``block`` convolution of
@@ -75,11 +96,17 @@ class FoldConv(keras.layers.Layer):
     touch the full-resolution image, which matters because at these FLOP counts full-resolution memory
     traffic, not arithmetic, sets the speed. Equivalent to Standardize(estimate=False) → SpaceToDepth →
     1×1 conv, without materialising either intermediate.
+
+    ``background="local"`` removes a smooth *local* background instead of the image mean, so illumination
+    ramps and bumps vanish before the network sees the image (see :func:`local_background`).
     """
 
-    def __init__(self, filters: int, block: int = 4, noise_std: float = NOISE_STD, **kwargs):
+    def __init__(self, filters: int, block: int = 4, noise_std: float = NOISE_STD, background: str = "global",
+                 **kwargs):
         super().__init__(**kwargs)
-        self.filters, self.block, self.noise_std = filters, block, noise_std
+        if background not in ("global", "local"):
+            raise ValueError(f"background must be 'global' or 'local', got {background!r}")
+        self.filters, self.block, self.noise_std, self.background = filters, block, noise_std, background
 
     def build(self, input_shape):
         b = self.block
@@ -87,10 +114,13 @@ class FoldConv(keras.layers.Layer):
         self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
 
     def call(self, x):
-        mean = ops.mean(x, axis=(1, 2, 3), keepdims=True)
+        if self.background == "local":
+            level = local_background(x, self.block)
+        else:
+            level = ops.mean(x, axis=(1, 2, 3), keepdims=True)
         y = ops.conv(x, self.kernel, strides=self.block, padding="valid")
         ksum = ops.sum(self.kernel, axis=(0, 1, 2))
-        return (y - mean * ksum) * (1.0 / self.noise_std) + self.bias
+        return (y - level * ksum) * (1.0 / self.noise_std) + self.bias
 
     def compute_output_shape(self, shape):
         n, h, w, _ = shape
@@ -98,4 +128,5 @@ class FoldConv(keras.layers.Layer):
         return (n, None if h is None else h // b, None if w is None else w // b, self.filters)
 
     def get_config(self):
-        return {**super().get_config(), "filters": self.filters, "block": self.block, "noise_std": self.noise_std}
+        return {**super().get_config(), "filters": self.filters, "block": self.block, "noise_std": self.noise_std,
+                "background": self.background}
