@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edgeseg.cli.app import app
+from tiny_models import NOISE_UNITS, save_tiny_model
 
 SIZE = 32
 cli = CliRunner()
@@ -18,18 +19,12 @@ cli = CliRunner()
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     """A tiny Keras model exported, quantized and a small labelled set, all through the CLI."""
-    import keras
-
     from edgeseg.data.dataset import write_dataset
     from edgeseg.data.synth import preset
     from edgeseg.export.onnx import sized
 
     d = tmp_path_factory.mktemp("deploy")
-    inp = keras.Input((None, None, 1), name="image")
-    x = keras.layers.Rescaling(1 / 7.2, offset=-112 / 7.2)(inp)
-    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(x)
-    out = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")(x)  # depth 144: quantized
-    keras.Model(inp, out).save(d / "model.keras")
+    save_tiny_model(d / "model.keras", convs=((16, 1),), rescale=NOISE_UNITS)  # head depth 144: quantized
     (d / "model.keras.json").write_text(json.dumps({"kind": "model", "threshold": 0.6}))
     write_dataset(d / "data", sized(preset("test"), SIZE), 6, seed=3)
     for args in (["export", "--model", str(d / "model.keras"), "--image-size", str(SIZE), "-q"],

@@ -9,18 +9,9 @@ import pytest
 
 from edgeseg.errors import EdgesegError
 
+from tiny_models import save_tiny_model
+
 SIZE = 32
-
-
-def tiny_keras_model(path, static_size: int | None = None):
-    import keras
-
-    inp = keras.Input((static_size, static_size, 1), name="image")
-    x = keras.layers.Rescaling(1 / 255.0, offset=-0.45)(inp)
-    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(x)
-    out = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")(x)
-    keras.Model(inp, out).save(path)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +19,7 @@ def exported(tmp_path_factory):
     from edgeseg.export.onnx import export_onnx
 
     d = tmp_path_factory.mktemp("export")
-    keras_path = tiny_keras_model(d / "model.keras")
+    keras_path = save_tiny_model(d / "model.keras")
     (d / "model.keras.json").write_text(json.dumps({"kind": "model", "threshold": 0.37,
                                                      "model": {"name": "tiny", "params": 77}}))
     result = export_onnx(keras_path, d / "model.onnx", image_size=SIZE, parity_count=2)
@@ -85,7 +76,7 @@ def test_bad_requests_are_one_line_errors(exported, tmp_path):
         export_onnx(tmp_path / "missing.keras", tmp_path / "m.onnx")
     with pytest.raises(EdgesegError, match="opset must be 17 or higher"):
         export_onnx(exported[0], tmp_path / "m.onnx", opset=13)
-    fixed = tiny_keras_model(tmp_path / "fixed.keras", static_size=48)
+    fixed = save_tiny_model(tmp_path / "fixed.keras", size=48)
     with pytest.raises(EdgesegError, match="takes 48x48 images; pass --image-size 48"):
         export_onnx(fixed, tmp_path / "m.onnx", image_size=SIZE)
     assert not (tmp_path / "m.onnx").exists()

@@ -7,23 +7,17 @@ import pytest
 
 from edgeseg.errors import EdgesegError
 from edgeseg.types import Precision
+from tiny_models import NOISE_UNITS, save_tiny_model
 
 SIZE = 32
 
 
 @pytest.fixture(scope="module")
 def fp32(tmp_path_factory):
-    import keras
-
     from edgeseg.export.onnx import export_onnx
 
     d = tmp_path_factory.mktemp("precision")
-    inp = keras.Input((None, None, 1), name="image")
-    x = keras.layers.Rescaling(1 / 7.2, offset=-112 / 7.2)(inp)
-    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(x)
-    x = keras.layers.Conv2D(16, 3, padding="same", dilation_rate=2, activation="relu")(x)
-    out = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid", name="head")(x)
-    keras.Model(inp, out).save(d / "model.keras")
+    save_tiny_model(d / "model.keras", convs=((8, 1), (16, 2)), rescale=NOISE_UNITS, head_name="head")
     return export_onnx(d / "model.keras", d / "model.onnx", image_size=SIZE, parity_count=2).path
 
 

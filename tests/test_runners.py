@@ -9,19 +9,9 @@ from edgeseg.errors import BadInput, EdgesegError
 from edgeseg.runners.base import load_runner
 from edgeseg.types import Precision
 
+from tiny_models import save_tiny_model
+
 SIZE = 32
-
-
-def tiny_keras_model(path):
-    """Conv → ReLU → Conv → sigmoid on raw pixels, input ``image`` (None, None, None, 1)."""
-    import keras
-
-    inp = keras.Input((None, None, 1), name="image")
-    x = keras.layers.Rescaling(1 / 255.0, offset=-0.45)(inp)
-    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(x)
-    out = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")(x)
-    keras.Model(inp, out).save(path)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +19,7 @@ def models(tmp_path_factory):
     from edgeseg.export.onnx import export_onnx
 
     d = tmp_path_factory.mktemp("runners")
-    keras_path = tiny_keras_model(d / "model.keras")
+    keras_path = save_tiny_model(d / "model.keras")
     export_onnx(keras_path, d / "model.onnx", image_size=SIZE, parity_count=2)
     return keras_path, d / "model.onnx"
 

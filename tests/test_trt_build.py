@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from edgeseg.errors import EdgesegError
+from tiny_models import NOISE_UNITS, save_tiny_model
 
 SIZE = 32
 
@@ -93,17 +94,11 @@ def test_engine_names_and_profiles():
 # ---- on a GPU host ------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def onnx_models(tmp_path_factory):
-    import keras
-
     from edgeseg.export.onnx import export_onnx
     from edgeseg.export.precision import to_fp16, to_int8
 
     d = tmp_path_factory.mktemp("trt")
-    inp = keras.Input((None, None, 1), name="image")
-    x = keras.layers.Rescaling(1 / 7.2, offset=-112 / 7.2)(inp)
-    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(x)
-    out = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")(x)
-    keras.Model(inp, out).save(d / "model.keras")
+    save_tiny_model(d / "model.keras", convs=((8, 1),), rescale=NOISE_UNITS)
     fp32 = export_onnx(d / "model.keras", d / "model.onnx", image_size=SIZE, parity_count=2).path
     return {"fp32": fp32, "fp16": to_fp16(fp32).path,
             "int8": to_int8(fp32, calib_count=16, calib_root=d / "calib").path}

@@ -1,0 +1,22 @@
+"""Tiny real Keras models the deployment tests export, quantize and run (no mocks: TensorFlow builds them)."""
+
+from __future__ import annotations
+
+# Raw gray levels → roughly unit scale: the seed's background (mean 112, std 7.2) or the 0..255 range.
+NOISE_UNITS = (1 / 7.2, -112 / 7.2)
+UNIT_RANGE = (1 / 255.0, -0.45)
+
+
+def save_tiny_model(path, convs=((4, 1),), rescale=UNIT_RANGE, size: int | None = None,
+                    head_name: str | None = None):
+    """Rescaling → 3×3 ReLU convs ``(filters, dilation)`` → 3×3 sigmoid head, input ``image`` (N, size, size, 1)
+    (``size=None``: any size). Saved to ``path``, which is returned."""
+    import keras
+
+    inp = keras.Input((size, size, 1), name="image")
+    x = keras.layers.Rescaling(*rescale)(inp)
+    for filters, dilation in convs:
+        x = keras.layers.Conv2D(filters, 3, padding="same", dilation_rate=dilation, activation="relu")(x)
+    out = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid", name=head_name)(x)
+    keras.Model(inp, out).save(path)
+    return path
