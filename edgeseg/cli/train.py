@@ -55,7 +55,7 @@ def train(
     learning_rate: float = typer.Option(3e-3, help="Peak learning rate (Adam, cosine decay)."),
     seed: int = typer.Option(0, help="Seed of weights and training data; the same seed gives the same run."),
     preset: str = typer.Option("train", help="Training data distribution: a synth preset (train | seed | test)."),
-    curriculum: Optional[str] = typer.Option(None, help="Contrast curriculum START:END:EPOCHS (e.g. 8:3:4)."),
+    curriculum: Optional[str] = typer.Option(None, help="Contrast curriculum, e.g. 8:3:4 = from contrast 8 down to 3 over the first 4 epochs."),
     augment: bool = typer.Option(True, "--augment/--no-augment", help="Flips, gain, gamma, extra noise."),
     patience: int = typer.Option(4, help="Stop after this many epochs without a better validation Dice."),
     val_count: int = typer.Option(128, help="Validation images (fixed set, 256², evaluation-like distribution)."),
