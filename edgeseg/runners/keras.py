@@ -28,20 +28,13 @@ class KerasRunner(Runner):
 
     def _activate(self) -> None:
         keras = require("keras")
-        layers_missing = False
-        try:
-            import edgeseg.models  # noqa: F401  (registers the custom layers load_model needs)
-        except ModuleNotFoundError as e:
-            if e.name != "edgeseg.models":
-                raise
-            # Models made of stock layers still load; ones with edgeseg layers fail below, and say why.
-            layers_missing = True
+        import edgeseg.models  # noqa: F401  (registers the custom layers load_model needs)
+
         try:
             self.model = keras.models.load_model(self.path, compile=False)
         except Exception as e:  # Keras raises ValueError/OSError/zipfile errors for a bad file
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            hint = " (edgeseg.models, which registers edgeseg's layers, is not installed)" if layers_missing else ""
-            raise EdgesegError(f"{self.path} is not a Keras model{hint}: {first}") from e
+            raise EdgesegError(f"{self.path} is not a Keras model: {first}") from e
         shape = tuple(self.model.inputs[0].shape) if self.model.inputs else ()
         if len(shape) == 4 and shape[1] is not None and shape[2] is not None:
             self.image_shape = (int(shape[1]), int(shape[2]))
