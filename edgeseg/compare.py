@@ -4,7 +4,7 @@ scored side by side on the same labelled sets, the first model being the referen
 For every (model, dataset): the inspection metrics at the model's own threshold (its manifest's F1-best one,
 copied from the Keras model through export and quantization), the F1-best threshold recomputed on these
 predictions (does INT8 move the operating point?), and agreement with the reference — IoU of the binary
-masks each produces at its own threshold, max and mean |Δprob|.
+masks each produces at its own threshold and mask rule, max and mean |Δprob|.
 
     report = compare(["runs/demo/model.keras", "runs/demo/model.int8.onnx"], ["data/seed"])
     report["rows"][1]["delta_dice"]       # INT8 Dice − Keras Dice on data/seed
@@ -34,7 +34,7 @@ def compare(models: Sequence[str | Path], datasets: Sequence[str | Path], batch_
     """Rows of metrics per (dataset, model); ``models[0]`` is the reference (see the module docstring)."""
     from edgeseg import metrics
     from edgeseg.data.dataset import load_dataset
-    from edgeseg.evaluate import model_threshold, predict_probs
+    from edgeseg.evaluate import model_mask_rule, model_threshold, predict_probs
     from edgeseg.runners.base import load_runner
 
     if not models:
@@ -44,6 +44,7 @@ def compare(models: Sequence[str | Path], datasets: Sequence[str | Path], batch_
     onnx_options = runner_options or {}  # thread counts etc. apply to the ONNX Runtime runners only
     runners = [load_runner(m, **(onnx_options if str(m).endswith(".onnx") else {})) for m in models]
     thresholds = [model_threshold(m) for m in models]
+    rules = [model_mask_rule(m) for m in models]
     sets = [load_dataset(d) for d in datasets]
     total = len(sets) * len(models) * max(len(s) for s in sets)
     rows: list[dict[str, Any]] = []
@@ -54,16 +55,17 @@ def compare(models: Sequence[str | Path], datasets: Sequence[str | Path], batch_
         for ds in sets:
             truth = metrics.GroundTruth.from_masks(ds.masks, ds.defects)
             ref_probs = ref_mask = ref_metrics = ref_dice = None
-            for runner, model, (thr, thr_source) in zip(runners, models, thresholds):
+            for runner, model, (thr, thr_source), rule in zip(runners, models, thresholds, rules):
                 probs = predict_probs(runner, ds.images, batch_size,
                                       lambda d, n, m="": progress(done + d, total, f"{Path(str(model)).name} on {ds.path.name}"))
                 done += len(ds)
-                m = metrics.compute(probs, truth, thr)
-                pred = probs >= thr
+                m = metrics.compute(probs, truth, thr, rule=rule)
+                pred = rule.apply(probs, thr)
                 has_defects = bool(ds.masks.any())  # Dice and an F1-best threshold need defect pixels
                 row = {
                     "model": str(model), "backend": runner.backend.value, "precision": runner.precision.value,
                     "data": str(ds.path), "n_images": len(ds), "threshold": thr, "threshold_source": thr_source,
+                    "mask_rule": rule.to_dict(),
                     "dice": m["dice"] if has_defects else None, "iou": m["iou"] if has_defects else None,
                     "defect_recall": m["defect_recall"],
                     "fp_blobs_per_image": m["fp_blobs_per_image"], "escape_rate": m["escape_rate"],

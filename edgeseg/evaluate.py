@@ -2,7 +2,8 @@
 
     with load_runner("runs/demo/model.onnx") as runner:
         probs = predict_probs(runner, dataset.images, batch_size=16)
-        report = evaluate(runner, dataset, {"0.5": 0.5, "best": model_threshold("runs/demo/model.onnx")})
+        report = evaluate(runner, dataset, {"0.5": 0.5, "best": model_threshold("runs/demo/model.onnx")},
+                          rule=model_mask_rule("runs/demo/model.onnx"))
         report["thresholds"]["best"]["dice"]
 
 Metric definitions live in :mod:`edgeseg.metrics`.
@@ -20,6 +21,7 @@ from edgeseg import metrics
 from edgeseg.artifacts import manifest_path, read_json
 from edgeseg.data.dataset import Dataset
 from edgeseg.errors import EdgesegError
+from edgeseg.postprocess import MaskRule
 from edgeseg.progress import Progress, silent
 from edgeseg.runners.base import Runner
 
@@ -67,12 +69,30 @@ def model_threshold(model: str | Path) -> tuple[float, str]:
     return float(t), "manifest"
 
 
+def model_mask_rule(model: str | Path) -> MaskRule:
+    """The model's mask rule (hysteresis, minimum blob) from its manifest; a plain threshold without one."""
+    if str(model) == "classical":  # the classical detector cleans up its own mask
+        return MaskRule()
+    mpath = manifest_path(model)
+    if not mpath.is_file():
+        return MaskRule()
+    try:
+        d = read_json(mpath).get("mask_rule")
+    except (ValueError, OSError, AttributeError):
+        raise EdgesegError(f"{mpath} is not a valid manifest (bad JSON); re-export the model") from None
+    if d is not None and not isinstance(d, dict):
+        raise EdgesegError(f"{mpath}: mask_rule must be an object, got {d!r}")
+    return MaskRule.from_dict(d)
+
+
 def evaluate(runner: Runner, dataset: Dataset, thresholds: Mapping[str, float] | Sequence[float] = (0.5,),
-             batch_size: int = 16, progress: Progress = silent, probs: np.ndarray | None = None) -> dict[str, Any]:
+             batch_size: int = 16, progress: Progress = silent, probs: np.ndarray | None = None,
+             rule: MaskRule | None = None) -> dict[str, Any]:
     """Score ``runner`` on ``dataset`` at each threshold; a JSON-ready dict.
 
     ``thresholds``: {label: value} (e.g. {"0.5": 0.5, "best": 0.42}) or a list of values (labelled by their
-    value). ``probs``: pass predictions already computed to skip inference.
+    value). ``probs``: pass predictions already computed to skip inference. ``rule``: how probabilities
+    become masks beyond the threshold (hysteresis, minimum blob; :func:`model_mask_rule` reads the model's).
     Result: model, backend, precision, data, n_images, thresholds {label: metrics.compute(...)}, and
     ``oracle_threshold`` — the F1-best threshold on this very data (optimistic; shows how far the
     model's own threshold is from ideal here; None for a set without defect pixels).
@@ -88,7 +108,8 @@ def evaluate(runner: Runner, dataset: Dataset, thresholds: Mapping[str, float] |
         "precision": runner.precision.value,
         "data": str(dataset.path),
         "n_images": len(dataset),
-        "thresholds": {label: metrics.compute(probs, truth, t) for label, t in thresholds.items()},
+        "mask_rule": (rule or MaskRule()).to_dict(),
+        "thresholds": {label: metrics.compute(probs, truth, t, rule=rule) for label, t in thresholds.items()},
         # F1 needs defect pixels: on a defect-free set every threshold above the highest score ties.
         "oracle_threshold": metrics.f1_best_threshold(probs, dataset.masks) if dataset.masks.any() else None,
     }

@@ -32,6 +32,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edgeseg.postprocess import MaskRule
+
 HIT_FRACTION = 0.30
 MIN_BLOB = 16
 FP_OVERLAP = 0.10
@@ -127,9 +129,10 @@ def _ratio(num: float, den: float, empty: float) -> float:
 
 
 def compute(probs: np.ndarray, truth: GroundTruth | np.ndarray, threshold: float = 0.5,
-            defects: list[list[dict]] | None = None) -> dict[str, Any]:
+            defects: list[list[dict]] | None = None, rule: MaskRule | None = None) -> dict[str, Any]:
     """All metrics of ``probs`` (N, H, W) against ``truth`` at ``threshold`` (a pixel is predicted when
-    prob >= threshold). ``truth`` is a :class:`GroundTruth` or the (N, H, W) {0, 1} masks.
+    prob >= threshold, or as ``rule`` — hysteresis, minimum blob — decides from there). ``truth`` is a
+    :class:`GroundTruth` or the (N, H, W) {0, 1} masks.
 
     Conventions for empty cases: an image with empty GT and empty prediction has per-image Dice and IoU 1
     (it is perfectly segmented); micro Dice/IoU and pixel precision are 1 when there is nothing to find and
@@ -145,7 +148,7 @@ def compute(probs: np.ndarray, truth: GroundTruth | np.ndarray, threshold: float
         p = p[None]
     if p.shape != truth.masks.shape:
         raise ValueError(f"probabilities {p.shape} and masks {truth.masks.shape} differ in shape")
-    pred = p >= threshold
+    pred = rule.apply(p, threshold) if rule is not None else p >= threshold
     gt = truth.masks
 
     # Pixel counts per image, vectorised over the set.

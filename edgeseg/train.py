@@ -4,7 +4,8 @@ What a run leaves in ``out_dir``:
 
 * ``model.keras`` — the best checkpoint by validation Dice, saved uncompiled, and ``model.keras.json``,
   its manifest: the training config, the network (name, params, FLOPs/image), ``threshold`` (the pixel
-  threshold maximising F1 on the validation set), the validation metrics there, and the wall time;
+  threshold maximising F1 on the validation set), ``mask_rule`` (hysteresis and minimum blob,
+  :mod:`edgeseg.postprocess`), the validation metrics there, and the wall time;
 * ``history.json`` — per-epoch loss, validation Dice/recall/FP blobs, contrast range and loss stage;
 * ``checkpoint/`` — last weights, best weights, optimizer state and the epoch/history, rewritten
   atomically after every epoch so ``resume=True`` continues at the next epoch after an interruption.
@@ -26,6 +27,7 @@ import numpy as np
 from edgeseg.artifacts import atomic_path, read_json, write_json, write_manifest
 from edgeseg.augment import NONE, AugmentConfig, Curriculum
 from edgeseg.errors import EdgesegError
+from edgeseg.postprocess import DEFAULT_RULE
 from edgeseg.progress import Progress, silent
 
 CHECKPOINT = "checkpoint"
@@ -38,7 +40,7 @@ class TrainConfig:
     model: str = "inline"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     loss: str = "bce+dice"
-    epochs: int = 20
+    epochs: int = 30
     steps_per_epoch: int = 150
     batch_size: int = 8
     crop: int = 256
@@ -47,7 +49,7 @@ class TrainConfig:
     preset: str = "train"
     curriculum: str | None = None
     augment: bool = True
-    patience: int = 4
+    patience: int = 8
     val_count: int = 128
     val_seed: int = 90_001
 
@@ -235,6 +237,7 @@ def _finish(cfg: TrainConfig, out: Path, ckpt: _Checkpoint, state: dict[str, Any
     training = {"epochs_run": state["epoch"], "best_epoch": state["best_epoch"],
                 "stopped_early": state["epoch"] < cfg.epochs, "wall_s": round(state["wall_s"], 1)}
     write_manifest(path, "model", config=cfg.to_dict(), model=info, threshold=val["threshold"],
-                   validation={**val, "count": cfg.val_count, "seed": cfg.val_seed}, training=training)
+                   mask_rule=DEFAULT_RULE.to_dict(), validation={**val, "count": cfg.val_count, "seed": cfg.val_seed},
+                   training=training)
     return {"model": info, "threshold": val["threshold"], "validation": val, "training": training,
             "path": str(path)}

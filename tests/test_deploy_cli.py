@@ -13,6 +13,7 @@ from edgeseg.cli.app import app
 from tiny_models import NOISE_UNITS, save_tiny_model
 
 SIZE = 32
+RULE = {"grow": 0.2, "min_area": 8}
 cli = CliRunner()
 
 
@@ -25,7 +26,7 @@ def work(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("deploy")
     save_tiny_model(d / "model.keras", convs=((16, 1),), rescale=NOISE_UNITS)  # head depth 144: quantized
-    (d / "model.keras.json").write_text(json.dumps({"kind": "model", "threshold": 0.6}))
+    (d / "model.keras.json").write_text(json.dumps({"kind": "model", "threshold": 0.6, "mask_rule": RULE}))
     write_dataset(d / "data", sized(preset("test"), SIZE), 6, seed=3)
     for args in (["export", "--model", str(d / "model.keras"), "--image-size", str(SIZE), "-q"],
                  ["quantize", "--model", str(d / "model.onnx"), "--fp16", "-q"],
@@ -39,7 +40,8 @@ def work(tmp_path_factory):
 def test_export_and_quantize_write_every_precision(work):
     for name in ("model.onnx", "model.fp16.onnx", "model.int8.onnx"):
         assert (work / name).is_file() and (work / f"{name}.json").is_file()
-        assert json.loads((work / f"{name}.json").read_text())["threshold"] == 0.6
+        meta = json.loads((work / f"{name}.json").read_text())
+        assert meta["threshold"] == 0.6 and meta["mask_rule"] == RULE  # the operating point travels
     assert len(list((work / "calib").iterdir())) == 1
 
 
@@ -54,7 +56,7 @@ def test_compare_table_and_json(work, tmp_path):
     assert [r["precision"] for r in rows] == ["fp32", "fp32", "fp16", "int8"]
     assert rows[0]["reference"] and rows[0]["mask_iou_vs_ref"] == 1.0
     assert rows[1]["max_abs_dprob"] <= 1e-4  # ONNX FP32 vs Keras
-    assert all(r["threshold"] == 0.6 and r["threshold_source"] == "manifest" for r in rows)
+    assert all(r["threshold"] == 0.6 and r["threshold_source"] == "manifest" and r["mask_rule"] == RULE for r in rows)
     for key in ("dice", "defect_recall", "fp_blobs_per_image", "escape_rate", "mask_iou_vs_ref", "f1_best_threshold"):
         assert key in rows[3]
 

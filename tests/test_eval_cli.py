@@ -101,6 +101,23 @@ def test_eval_reports_both_thresholds_for_each_model_and_set(sets, tmp_path):
     assert box_good["oracle_threshold"] is None and 0 < box_def["oracle_threshold"] < 1
 
 
+def test_eval_applies_the_manifest_mask_rule_unless_raw(sets, tmp_path):
+    from edgeseg.artifacts import write_manifest
+
+    model = box_filter_onnx(tmp_path / "strict.onnx")
+    # A minimum blob larger than any defect: every blob is dropped, so nothing is found.
+    write_manifest(model, "onnx", {"model": "box"}, threshold=0.3, mask_rule={"grow": None, "min_area": 100000})
+    runs = {}
+    for flag in ("--mask-rule", "--raw"):
+        r = cli.invoke(app, ["eval", "--model", str(model), "--data", str(sets["defects"]), flag, "--json", "-", "-q"])
+        assert r.exit_code == 0, r.output
+        runs[flag] = json.loads(r.stdout)["results"][0]
+    assert runs["--mask-rule"]["mask_rule"] == {"grow": None, "min_area": 100000}
+    assert runs["--mask-rule"]["thresholds"]["0.5"]["defect_recall"] == 0.0
+    assert runs["--raw"]["mask_rule"] == {"grow": None, "min_area": 0}
+    assert runs["--raw"]["thresholds"]["0.5"]["defect_recall"] == 1.0
+
+
 def test_eval_json_on_stdout_and_threshold_override(sets):
     r = cli.invoke(app, ["eval", "--model", str(sets["model"]), "--data", str(sets["defects"]), "--threshold", "0.7",
                          "--json", "-", "-q"])

@@ -52,11 +52,12 @@ def test_save_and_load_round_trip(tmp_path):
     np.testing.assert_allclose(np.asarray(model(x)), np.asarray(loaded(x)), atol=1e-6)
 
 
-def test_inline_converts_to_onnx_and_matches_keras():
+@pytest.mark.parametrize("kwargs", [{}, {"extremes": 2}, {"extremes": 0, "estimate_noise": False}])
+def test_inline_converts_to_onnx_and_matches_keras(kwargs):
     tf = pytest.importorskip("tensorflow")
     tf2onnx = pytest.importorskip("tf2onnx")
     ort = pytest.importorskip("onnxruntime")
-    model = models.build("inline")
+    model = models.build("inline", **kwargs)
     spec = (tf.TensorSpec((None, 64, 64, 1), tf.float32, name="image"),)
     proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=17)
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -93,3 +94,26 @@ def test_local_background_removes_a_ramp_but_keeps_a_large_defect():
     assert np.abs(bg - truth)[12:-12, 12:-12].max() < 0.3
     # ... and under the defect the estimate does not rise with it: its contrast survives detrending.
     assert np.abs(bg - truth)[25:40, 25:40].max() < 0.1
+    # At the border, where the ramp rises towards the edge, the estimate may not sag by more than a level
+    # (each gray level of sag there is a false defect in waiting; without edge padding it sagged 2.7).
+    assert np.abs(bg - truth).max() < 1.0
+
+
+@pytest.mark.parametrize("kind, sigma", [("gaussian", 5.0), ("uniform", 9.0)])
+def test_noise_std_is_estimated_through_lighting_and_defects(kind, sigma):
+    from edgeseg.models.layers import noise_std
+
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[0:256, 0:256].astype(np.float32)
+    noise = rng.normal(0, sigma, (256, 256)) if kind == "gaussian" else rng.uniform(-1, 1, (256, 256)) * sigma * 3**0.5
+    image = 110.0 + 30.0 * xx / 255.0 + noise  # 30 levels of lighting across the image
+    image[60:120, 60:120] += 4.0
+    got = float(np.asarray(noise_std(image[None, :, :, None].astype(np.float32)))[0, 0, 0, 0])
+    assert got == pytest.approx(sigma, rel=0.03)
+
+
+def test_inline_with_noise_estimate_ignores_camera_gain_and_offset():
+    # In noise units with the local background removed, a brighter or higher-gain camera sees the same image.
+    model = models.build("inline")  # per-image noise std and cell extremes are the default
+    x = np.random.default_rng(5).integers(100, 125, size=(1, 64, 64, 1)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(model(x)), np.asarray(model(1.5 * x - 30.0)), atol=1e-4)

@@ -91,3 +91,17 @@ def test_config_round_trip_and_validation():
         preset("nope")
     with pytest.raises(EdgesegError, match="rect, ellipse, mixed"):
         SynthConfig(shape="triangle")
+    with pytest.raises(EdgesegError, match="uniform, log"):
+        SynthConfig(size_dist="gamma")
+
+
+def test_log_size_distribution_draws_more_small_sides_within_bounds():
+    def sides(dist):
+        cfg = PRESETS["seed"].replace(size_dist=dist)
+        return np.array([(d.w, d.h) for s in samples(cfg, 300) for d in s.defects]).ravel()
+
+    uniform, log = sides("uniform"), sides("log")
+    assert log.min() >= 8 and log.max() <= 63
+    # P(side < 16): 8/56 ≈ 0.14 for the seed's uniform draw, ln 2 / ln 8 ≈ 0.33 for the log-uniform one.
+    assert np.mean(uniform < 16) == pytest.approx(0.14, abs=0.04)
+    assert np.mean(log < 16) == pytest.approx(0.33, abs=0.05)

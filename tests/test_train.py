@@ -33,6 +33,7 @@ def test_tiny_training_learns_and_writes_complete_artifacts(tmp_path):
     assert manifest["config"]["model"] == "inline" and manifest["config"]["model_kwargs"] == {"width": 4, "stem": 8}
     assert manifest["model"]["params"] > 0 and manifest["model"]["flops_per_image"] > 0
     assert 0 < manifest["threshold"] < 1 and manifest["threshold"] == result["threshold"]
+    assert manifest["mask_rule"] == {"grow": 0.2, "min_area": 32}  # eval/predict/compare apply it
     assert manifest["training"]["wall_s"] > 0
 
     import keras

@@ -32,6 +32,8 @@ def generate(
     contrast: Optional[str] = typer.Option(None, help="Defect contrast range LO:HI in gray levels (e.g. 3:4)."),
     defects: Optional[str] = typer.Option(None, help="Defects per image LO:HI (e.g. 1:2)."),
     defect_size: Optional[str] = typer.Option(None, help="Defect side length LO:HI in pixels (e.g. 8:63)."),
+    size_dist: Optional[str] = typer.Option(None, help="How defect sides are drawn: uniform (the seed) | log "
+                                            "(more small and thin defects)."),
     good_fraction: Optional[float] = typer.Option(None, help="Probability that an image has no defect (0..1)."),
     shape: Optional[Shape] = typer.Option(None, help="Defect shape."),
     noise: Optional[Noise] = typer.Option(None, help="Background noise model."),
@@ -59,7 +61,7 @@ def generate(
         changes["noise_scale"] = parse_range(noise_scale, float, "--noise-scale")
     if level_shift is not None:
         changes["level_shift"] = parse_range(level_shift, float, "--level-shift")
-    for name, value in (("good_fraction", good_fraction), ("shape", shape), ("noise", noise),
+    for name, value in (("size_dist", size_dist), ("good_fraction", good_fraction), ("shape", shape), ("noise", noise),
                         ("image_size", image_size), ("illumination", illumination)):
         if value is not None:
             changes[name] = value

@@ -19,6 +19,7 @@ Examples:
   edgeseg eval --model runs/demo/model.int8.onnx --data data/seed --json runs/demo/int8.json
 
 Each model is scored at threshold 0.5 and at its F1-best threshold from its manifest (classical: 0.5); the table shows one row for each.
+Masks follow the model's mask rule from its manifest (hysteresis down to 'grow', blobs with at least 'min_area' pixels over the threshold); --raw scores the threshold alone.
 """
 
 _PREDICT_EPILOG = """\
@@ -78,24 +79,28 @@ def eval_(
     threshold: Optional[float] = typer.Option(
         None, min=0.0, max=1.0, help="Use this threshold instead of the manifest's F1-best one ('best' column)."),
     batch_size: int = typer.Option(16, min=1, help="Images per inference call."),
+    mask_rule: bool = typer.Option(True, "--mask-rule/--raw", help="Turn probabilities into masks with the model's "
+                                   "mask rule (hysteresis, minimum blob; from its manifest), or by the threshold alone."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Write the report as JSON to this file ('-' = stdout)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Score models on labelled datasets: pixel Dice/IoU, defect recall, false blobs, escapes, overkill."""
     from edgeseg.artifacts import environment, write_json
     from edgeseg.data.dataset import load_dataset
-    from edgeseg.evaluate import evaluate, model_threshold
+    from edgeseg.evaluate import evaluate, model_mask_rule, model_threshold
+    from edgeseg.postprocess import MaskRule
     from edgeseg.runners.base import load_runner
 
     datasets = [load_dataset(d) for d in data]  # bad data fails before any model is loaded
     results = []
     for m in model:
         best, source = (threshold, "--threshold") if threshold is not None else model_threshold(m)
+        rule = model_mask_rule(m) if mask_rule else MaskRule()
         runner = load_runner(m)
         with runner:
             for ds in datasets:
                 with progress_bar(f"{Path(m).name} on {ds.path.name}", enabled=not quiet) as progress:
-                    r = evaluate(runner, ds, {"0.5": 0.5, "best": best}, batch_size, progress)
+                    r = evaluate(runner, ds, {"0.5": 0.5, "best": best}, batch_size, progress, rule=rule)
                 r["threshold_source"] = source
                 if isinstance(getattr(runner, "config", None), dict):
                     r["runner_config"] = runner.config
@@ -127,7 +132,7 @@ def predict(
 
     from edgeseg.artifacts import atomic_dir, manifest, write_json
     from edgeseg.data.dataset import ensure_replaceable, label_dir, load_dataset, load_images
-    from edgeseg.evaluate import model_threshold, predict_probs
+    from edgeseg.evaluate import model_mask_rule, model_threshold, predict_probs
     from edgeseg.runners.base import load_runner
     from edgeseg.visualize import triptych as make_triptych
 
@@ -142,14 +147,16 @@ def predict(
         dup = next(p for p in pngs if pngs.count(p) > 1)
         raise BadInput(f"two images in {input} would both write {dup} (same name, different suffix); rename one")
     t, source = (threshold, "--threshold") if threshold is not None else model_threshold(model)
+    rule = model_mask_rule(model)
     ensure_replaceable(out, "predictions")
     with load_runner(model) as runner, progress_bar("predict", enabled=not quiet) as progress:
         probs = predict_probs(runner, images, batch_size, progress)
     with atomic_dir(out) as tmp:
         if triptych:
             (tmp / "triptych").mkdir()
+        masks = rule.apply(probs, t)
         for i, png in enumerate(pngs):
-            mask = (probs[i] >= t).astype(np.uint8) * 255
+            mask = masks[i].astype(np.uint8) * 255
             ok = cv2.imwrite(str(tmp / png), mask)
             if ok and triptych:
                 gt = gts[i] if gts is not None else None
@@ -157,6 +164,7 @@ def predict(
             if not ok:
                 raise BadInput(f"could not write {out / png} (disk full or not writable?)")
         config = {"model": str(model), "input": str(input), "threshold": t, "threshold_source": source,
+                  "mask_rule": rule.to_dict(),
                   "limit": limit}
         write_json(tmp / "manifest.json", manifest("predictions", config, names=names))
     console.print(f"wrote {len(names)} masks to {out} (threshold {t:.3g}, {source})"

@@ -58,6 +58,9 @@ class SynthConfig:
     contrast_continuous: bool = False
     defects: tuple[int, int] = (2, 2)
     defect_size: tuple[int, int] = (8, 63)
+    #: How each side is drawn in ``defect_size``: ``uniform`` (the seed) or ``log`` (log-uniform: small and
+    #: thin defects, the ones a pixel loss under-weights, are drawn more often — a training recipe).
+    size_dist: str = "uniform"
     #: Probability that an image has no defect at all.
     good_fraction: float = 0.0
     shape: Shape = Shape.rect
@@ -83,6 +86,8 @@ class SynthConfig:
                 f"defect_size must be within 1..{self.image_size - 1} for {self.image_size}px images, "
                 f"got {self.defect_size[0]}:{self.defect_size[1]}"
             )
+        if self.size_dist not in ("uniform", "log"):
+            raise EdgesegError(f"unknown size_dist {self.size_dist!r}: choose one of uniform, log")
         if self.image_size < 16:
             raise EdgesegError(f"image_size must be at least 16, got {self.image_size}")
         for name, enum in (("shape", Shape), ("noise", Noise)):
@@ -230,7 +235,10 @@ def generate(rng: np.random.Generator, cfg: SynthConfig = PRESETS["seed"]) -> Sa
     defects: list[Defect] = []
     lo, hi = cfg.defect_size
     for _ in range(count):
-        w, h = (int(v) for v in rng.integers(lo, hi + 1, size=2))
+        if cfg.size_dist == "log":
+            w, h = (min(hi, int(v)) for v in np.exp(rng.uniform(math.log(lo), math.log(hi + 1), size=2)))
+        else:
+            w, h = (int(v) for v in rng.integers(lo, hi + 1, size=2))
         # The seed: x = randint(0, 256 - size), i.e. 0..256-size-1, so the defect is fully inside.
         x, y = int(rng.integers(0, n - w)), int(rng.integers(0, n - h))
         if cfg.contrast_continuous:

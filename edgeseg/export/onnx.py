@@ -44,8 +44,8 @@ def source_manifest(model_path: str | Path) -> dict[str, Any]:
 
 
 def inherited(src: dict[str, Any]) -> dict[str, Any]:
-    """What a derived artifact copies from its source's manifest (threshold, model summary)."""
-    return {k: src[k] for k in ("threshold", "model") if k in src}
+    """What a derived artifact copies from its source's manifest (threshold, mask rule, model summary)."""
+    return {k: src[k] for k in ("threshold", "mask_rule", "model") if k in src}
 
 
 def parity_images(image_size: int, count: int, seed: int) -> np.ndarray:

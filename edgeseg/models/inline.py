@@ -3,9 +3,13 @@
 A defect is a mean shift of ~3 gray levels in noise of std ~7.2, visible only after averaging many
 pixels, so the work belongs at low resolution:
 
-* ``fold`` standardises and folds the image in one op — a 4×4 stride-4 convolution of
-  (image − image mean) / 7.2, i.e. space-to-depth + 1×1 mix, which keeps the within-block detail that
-  boundaries need (:class:`~edgeseg.models.layers.FoldConv`);
+* ``fold`` standardises and folds the image — a 4×4 stride-4 convolution of (image − local background) /
+  noise std, i.e. space-to-depth + 1×1 mix, which keeps the within-block detail that boundaries need; the
+  background is a defect-blind smooth estimate (lighting vanishes) and the noise std is measured per image
+  (so a 5σ patch means the same on every camera); with ``extremes=1`` two of the ``stem`` channels are each
+  cell's max and min: their midpoint locates a mean shift more precisely than the mean when the noise has
+  hard bounds (uniform noise, clipped sensors), and the network learns when to trust it
+  (:class:`~edgeseg.models.layers.FoldConv`, docs/STUDY.md);
 * a context stack of 3×3 convolutions (BatchNorm + ReLU) with dilations 1, 2, 4, 8, 16 at 1/4 resolution
   gives a receptive field of ~250 px: defects are up to 63 px and need background around them, and thin
   defects (8 px wide, up to 63 long) need aggregation *along* them at a resolution where they are still
@@ -13,7 +17,7 @@ pixels, so the work belongs at low resolution:
 * a 3×3 head over [detail, context] predicts the 4×4 pixels of each cell, unfolded to full resolution by
   depth-to-space (sub-pixel boundaries).
 
-~0.057 GFLOP per 256² image, >100× below the UNet, and only the first and last op touch full resolution:
+~0.06 GFLOP per 256² image, >100× below the UNet, and only the first and last op touch full resolution:
 at these FLOP counts memory traffic and per-op overhead, not arithmetic, set the speed.
 """
 
@@ -37,16 +41,25 @@ def _conv(x, filters: int, dilation: int, norm: bool, name: str):
 
 def build_inline(width: int = 8, stem: int = 16, dilations: tuple[int, ...] | list[int] = (1, 2, 4, 8, 16),
                  block: int = 4, pool: int = 1, norm: bool = True, head: int = 3,
-                 background: str = "local") -> keras.Model:
+                 background: str = "local", extremes: int = 1, estimate_noise: bool = True,
+                 gate_extremes: bool = True) -> keras.Model:
     """Build the inline network (see the module docstring).
 
-    ``stem`` channels at 1/block resolution; ``width`` channels in the context stack, which runs at
+    ``stem`` channels at 1/block resolution (``2·extremes`` of them cell max/min; keep ``stem`` a multiple of 8,
+    the CPU kernels' channel block); ``width`` channels in the context stack, which runs at
     1/(block·pool) resolution (``pool=2`` halves its cost again, at the price of thin defects);
     ``head`` is the head's kernel size; ``background`` is what the fold subtracts: the image mean
-    (``global``) or a defect-blind smooth local background (``local``, removes illumination).
+    (``global``) or a defect-blind smooth local background (``local``, removes illumination);
+    ``extremes`` is 0 (no cell max/min), 1 (4×4 cells) or more (also the max/min over k×k cells, k ≤ extremes);
+    ``estimate_noise`` divides by a per-image noise std instead of the seed's 7.21; ``gate_extremes`` lets
+    a learned gate on the image's mean cell range (lower for bounded noise than for Gaussian) scale the
+    extremes channels, so they speak where they carry information.
     """
+    if not (0 <= extremes and 2 * extremes < stem):
+        raise ValueError(f"extremes must be >= 0 and 2·extremes below stem={stem}, got {extremes}")
     image = keras.Input(shape=(None, None, 1), name="image")
-    detail = FoldConv(stem, block, background=background, name="fold")(image)
+    detail = FoldConv(stem - 2 * extremes, block, background=background, extremes=extremes,
+                      estimate_noise=estimate_noise, gate_extremes=gate_extremes, name="fold")(image)
     detail = keras.layers.ReLU(name="fold_relu")(detail)
     x = keras.layers.AveragePooling2D(pool, name="pool")(detail) if pool > 1 else detail
     for d in dilations:
