@@ -9,8 +9,10 @@ speck of noise that passes the threshold by itself. The rule that fixes both is 
 * **minimum area** — blobs with fewer than ``min_area`` pixels ≥ ``threshold`` are dropped (the seed's
   smallest defect is 8×8 = 64 px; a speck under half of that is noise, not a defect we can localise).
 
-The rule travels with the model (its manifest's ``mask_rule``), so ``eval``, ``predict``, ``compare`` and
-``bench`` turn probabilities into masks the same way.
+The rule travels with the model (its manifest's ``mask_rule``, copied through export and quantization), so
+``eval``, ``predict`` and ``compare`` (whose report feeds ``bench``'s accuracy columns) turn probabilities
+into masks the same way. The streaming benchmark's consumer still thresholds only: it counts masks, it does not
+score them.
 
     rule = MaskRule(grow=0.2, min_area=32)
     masks = rule.apply(probs, threshold=0.5)     # (N, H, W) bool

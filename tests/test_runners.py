@@ -71,6 +71,18 @@ def test_wrong_image_size_is_one_line_bad_input(models):
         runner.infer(np.zeros((1, 48, 48), np.uint8))
 
 
+def test_keras_image_sides_must_suit_the_network(tmp_path):
+    import edgeseg.models as models
+
+    path = tmp_path / "unet.keras"
+    models.build("unet", depth=2, base=4).save(path)  # two poolings: sides must be multiples of 4
+    with load_runner(path) as runner:
+        assert runner.size_multiple == 4
+        assert runner.infer(np.zeros((1, 36, 40), np.uint8)).shape == (1, 36, 40)
+        with pytest.raises(BadInput, match="multiples of 4, got 34x40"):
+            runner.infer(np.zeros((1, 34, 40), np.uint8))
+
+
 def test_file_that_is_not_an_onnx_model_is_refused(tmp_path):
     bad = tmp_path / "broken.onnx"
     bad.write_bytes(b"this is not a protobuf")

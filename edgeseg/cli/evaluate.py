@@ -79,8 +79,9 @@ def eval_(
     threshold: Optional[float] = typer.Option(
         None, min=0.0, max=1.0, help="Use this threshold instead of the manifest's F1-best one ('best' column)."),
     batch_size: int = typer.Option(16, min=1, help="Images per inference call."),
-    mask_rule: bool = typer.Option(True, "--mask-rule/--raw", help="Turn probabilities into masks with the model's "
-                                   "mask rule (hysteresis, minimum blob; from its manifest), or by the threshold alone."),
+    mask_rule: bool = typer.Option(
+        True, "--mask-rule/--raw",
+        help="Make masks with the model's mask rule (hysteresis, minimum blob; from its manifest) or the threshold alone."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Write the report as JSON to this file ('-' = stdout)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:

@@ -147,7 +147,8 @@ class FoldConv(keras.layers.Layer):
         if background not in ("global", "local"):
             raise ValueError(f"background must be 'global' or 'local', got {background!r}")
         self.filters, self.block, self.noise_std, self.background = filters, block, noise_std, background
-        self.extremes, self.estimate_noise, self.gate_extremes = int(extremes), bool(estimate_noise), bool(gate_extremes)
+        self.extremes, self.estimate_noise = int(extremes), bool(estimate_noise)
+        self.gate_extremes = bool(gate_extremes)
 
     def build(self, input_shape):
         b = self.block
@@ -155,8 +156,9 @@ class FoldConv(keras.layers.Layer):
         self.bias = self.add_weight(name="bias", shape=(self.filters + 2 * self.extremes,), initializer="zeros")
         if self.extremes and self.gate_extremes:
             # Mean 4×4-cell range in noise std: 3.06 for uniform noise, 3.53 for Gaussian; start open below 3.3.
-            self.gate_center = self.add_weight(name="gate_center", shape=(), initializer=keras.initializers.Constant(3.3))
-            self.gate_slope = self.add_weight(name="gate_slope", shape=(), initializer=keras.initializers.Constant(10.0))
+            const = keras.initializers.Constant
+            self.gate_center = self.add_weight(name="gate_center", shape=(), initializer=const(3.3))
+            self.gate_slope = self.add_weight(name="gate_slope", shape=(), initializer=const(10.0))
 
     def call(self, x):
         if self.background == "local":
@@ -192,4 +194,3 @@ class FoldConv(keras.layers.Layer):
         return {**super().get_config(), "filters": self.filters, "block": self.block, "noise_std": self.noise_std,
                 "background": self.background, "extremes": self.extremes, "estimate_noise": self.estimate_noise,
                 "gate_extremes": self.gate_extremes}
-

@@ -32,6 +32,8 @@ class Runner(abc.ABC):
         self.active = False
         #: (H, W) the model accepts, or None for any size; known after activate().
         self.image_shape: tuple[int, int] | None = None
+        #: Image sides must be multiples of this (pooling and folding networks); 1 for any size.
+        self.size_multiple: int = 1
         #: Numeric precision of the artifact (fp32/fp16/int8); set by subclasses that can tell.
         self.precision: Precision = Precision.fp32
 
@@ -81,6 +83,10 @@ class Runner(abc.ABC):
                 f"{self.describe()} takes {self.image_shape[0]}x{self.image_shape[1]} images, "
                 f"got {a.shape[1]}x{a.shape[2]}"
             )
+        m = self.size_multiple
+        if m > 1 and (a.shape[1] % m or a.shape[2] % m):
+            raise BadInput(f"{self.describe()} takes images whose sides are multiples of {m}, "
+                           f"got {a.shape[1]}x{a.shape[2]}; crop or pad them")
         return np.ascontiguousarray(a, dtype=np.float32)[..., None]
 
     @abc.abstractmethod

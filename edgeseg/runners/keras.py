@@ -39,6 +39,7 @@ class KerasRunner(Runner):
         if len(shape) == 4 and shape[1] is not None and shape[2] is not None:
             self.image_shape = (int(shape[1]), int(shape[2]))
         self.precision = Precision.fp32
+        self.size_multiple = size_multiple(self.model)
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         out = self.model(batch, training=False)
@@ -46,3 +47,19 @@ class KerasRunner(Runner):
 
     def _deactivate(self) -> None:
         self.model = None
+
+
+def size_multiple(model) -> int:
+    """What image sides must be divisible by: the product of the model's pooling factors, and at least the
+    fold / depth-to-space block (a UNet of depth 4 needs 16, ``inline`` 4)."""
+    import math
+
+    from edgeseg.models.layers import DepthToSpace, FoldConv
+
+    pools, blocks = 1, 1
+    for layer in model.layers:
+        if isinstance(layer, (FoldConv, DepthToSpace)):
+            blocks = math.lcm(blocks, layer.block)
+        elif type(layer).__name__ in ("MaxPooling2D", "AveragePooling2D"):
+            pools *= int(layer.pool_size[0])
+    return math.lcm(pools, blocks)
