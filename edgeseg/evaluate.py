@@ -48,20 +48,26 @@ def predict_probs(runner: Runner, images: np.ndarray, batch_size: int = 16,
     return out
 
 
+def _manifest_value(model: str | Path, key: str) -> tuple[Any, Path | None]:
+    """``key`` from the model's manifest and the manifest's path; (None, None) for ``classical`` or a model
+    without a manifest, (None, path) when the manifest lacks the key. Bad JSON is a user error."""
+    if str(model) == "classical":
+        return None, None
+    mpath = manifest_path(model)
+    if not mpath.is_file():
+        return None, None
+    try:
+        return read_json(mpath).get(key), mpath
+    except (ValueError, OSError, AttributeError):
+        raise EdgesegError(f"{mpath} is not a valid manifest (bad JSON); re-export the model") from None
+
+
 def model_threshold(model: str | Path) -> tuple[float, str]:
     """The model's F1-best threshold from its manifest and where it came from.
 
     ``classical`` (and a model without a manifest or a ``threshold`` key) gets (0.5, "default").
     """
-    if str(model) == "classical":
-        return DEFAULT_THRESHOLD, "default"
-    mpath = manifest_path(model)
-    if not mpath.is_file():
-        return DEFAULT_THRESHOLD, "default"
-    try:
-        t = read_json(mpath).get("threshold")
-    except (ValueError, OSError, AttributeError):
-        raise EdgesegError(f"{mpath} is not a valid manifest (bad JSON); re-export the model") from None
+    t, mpath = _manifest_value(model, "threshold")
     if t is None:
         return DEFAULT_THRESHOLD, "default"
     if not isinstance(t, (int, float)) or not 0.0 < float(t) < 1.0:
@@ -70,16 +76,9 @@ def model_threshold(model: str | Path) -> tuple[float, str]:
 
 
 def model_mask_rule(model: str | Path) -> MaskRule:
-    """The model's mask rule (hysteresis, minimum blob) from its manifest; a plain threshold without one."""
-    if str(model) == "classical":  # the classical detector cleans up its own mask
-        return MaskRule()
-    mpath = manifest_path(model)
-    if not mpath.is_file():
-        return MaskRule()
-    try:
-        d = read_json(mpath).get("mask_rule")
-    except (ValueError, OSError, AttributeError):
-        raise EdgesegError(f"{mpath} is not a valid manifest (bad JSON); re-export the model") from None
+    """The model's mask rule (hysteresis, minimum blob) from its manifest; a plain threshold without one
+    (``classical`` cleans up its own mask)."""
+    d, mpath = _manifest_value(model, "mask_rule")
     if d is not None and not isinstance(d, dict):
         raise EdgesegError(f"{mpath}: mask_rule must be an object, got {d!r}")
     return MaskRule.from_dict(d)

@@ -83,18 +83,14 @@ def test_keras_image_sides_must_suit_the_network(tmp_path):
             runner.infer(np.zeros((1, 34, 40), np.uint8))
 
 
-def test_file_that_is_not_an_onnx_model_is_refused(tmp_path):
-    bad = tmp_path / "broken.onnx"
-    bad.write_bytes(b"this is not a protobuf")
-    with pytest.raises(EdgesegError, match="broken.onnx is not a usable ONNX model") as e:
-        load_runner(bad).activate()
-    assert "\n" not in str(e.value)
-
-
-def test_file_that_is_not_a_keras_model_is_refused(tmp_path):
-    bad = tmp_path / "broken.keras"
-    bad.write_bytes(b"PK not really a zip")
-    with pytest.raises(EdgesegError, match="broken.keras is not a Keras model") as e:
+@pytest.mark.parametrize("name, content, words", [
+    ("broken.onnx", b"this is not a protobuf", "broken.onnx is not a usable ONNX model"),
+    ("broken.keras", b"PK not really a zip", "broken.keras is not a Keras model"),
+])
+def test_file_that_is_not_a_model_is_refused_in_one_line(tmp_path, name, content, words):
+    bad = tmp_path / name
+    bad.write_bytes(content)
+    with pytest.raises(EdgesegError, match=words) as e:
         load_runner(bad).activate()
     assert "\n" not in str(e.value)
 

@@ -7,6 +7,8 @@ standard ONNX ops under tf2onnx (ReduceMean, AveragePool, Sqrt, Conv, DepthToSpa
 
 from __future__ import annotations
 
+import functools
+
 import keras
 from keras import ops
 
@@ -99,6 +101,20 @@ def _pad_edge(m, p: int):
     return tf.concat([tf.tile(m[:, :, :1], [1, 1, p, 1]), m, tf.tile(m[:, :, -1:], [1, 1, p, 1])], axis=2)
 
 
+@functools.lru_cache(maxsize=None)
+def _difference_kernel(block: int):
+    """(block, block, 1, block²/2) kernel: output i is pixel 2i − pixel 2i+1 of the cell (row-major pairs)."""
+    import numpy as np
+
+    pairs = block * block // 2
+    k = np.zeros((block, block, 1, pairs), np.float32)
+    for i in range(pairs):
+        r, c = divmod(2 * i, block)
+        k[r, c, 0, i], k[r, c + 1, 0, i] = 1.0, -1.0
+    k.setflags(write=False)
+    return k
+
+
 def noise_std(x, block: int = 4):
     """Per-image noise std of raw image ``x`` (N, H, W, 1) → (N, 1, 1, 1), from horizontal pixel differences.
 
@@ -107,14 +123,7 @@ def noise_std(x, block: int = 4):
     ``block``²/2 disjoint pairs of every ``block``×``block`` cell come out of one stride-``block`` convolution
     with a fixed ±1 kernel, so the estimate costs one read of the image. Clamped at 1 gray level.
     """
-    import numpy as np
-
-    pairs = block * block // 2
-    k = np.zeros((block, block, 1, pairs), np.float32)
-    for i in range(pairs):
-        r, c = divmod(2 * i, block)
-        k[r, c, 0, i], k[r, c + 1, 0, i] = 1.0, -1.0
-    d = ops.conv(x, ops.convert_to_tensor(k), strides=block, padding="valid")
+    d = ops.conv(x, ops.convert_to_tensor(_difference_kernel(block)), strides=block, padding="valid")
     var = ops.mean(d * d, axis=(1, 2, 3), keepdims=True) * 0.5
     return ops.sqrt(ops.maximum(var, 1.0))
 

@@ -54,12 +54,14 @@ def size_multiple(model) -> int:
     fold / depth-to-space block (a UNet of depth 4 needs 16, ``inline`` 4)."""
     import math
 
+    import keras
+
     from edgeseg.models.layers import DepthToSpace, FoldConv
 
     pools, blocks = 1, 1
     for layer in model.layers:
         if isinstance(layer, (FoldConv, DepthToSpace)):
             blocks = math.lcm(blocks, layer.block)
-        elif type(layer).__name__ in ("MaxPooling2D", "AveragePooling2D"):
+        elif isinstance(layer, (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)):
             pools *= int(layer.pool_size[0])
     return math.lcm(pools, blocks)

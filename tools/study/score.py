@@ -6,11 +6,11 @@ Make the sets once (the commands of docs/STUDY.md's first table), e.g. with `mak
 runs/demo/data (the default DATA_ROOT). Prints Dice / defect recall / FP blobs per image and writes
 MODEL.score.json beside the model.
 """
-import json
 import sys
 from pathlib import Path
 
 from edgeseg import metrics
+from edgeseg.artifacts import write_json
 from edgeseg.data.dataset import load_dataset
 from edgeseg.evaluate import model_mask_rule, predict_probs
 from edgeseg.runners.base import load_runner
@@ -33,4 +33,4 @@ with load_runner(model) as runner:
                   f"recall {m['defect_recall'] or 0:.3f} fp/img {m['fp_blobs_per_image']:.3f} "
                   f"overkill {m['overkill_rate']}", flush=True)
 if model != "classical":
-    Path(model + ".score.json").write_text(json.dumps(rows))
+    write_json(model + ".score.json", rows)
