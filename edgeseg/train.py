@@ -40,7 +40,7 @@ class TrainConfig:
     model: str = "inline"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     loss: str = "bce+dice"
-    epochs: int = 30
+    epochs: int = 40
     steps_per_epoch: int = 150
     batch_size: int = 8
     crop: int = 256
@@ -52,6 +52,7 @@ class TrainConfig:
     patience: int = 8
     val_count: int = 128
     val_seed: int = 90_001
+    workers: int = 1  # data-generation threads; every batch is seeded by (seed, epoch, index), so results do not depend on it
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -71,7 +72,7 @@ def check(cfg: TrainConfig) -> None:
     import edgeseg.models as models
     from edgeseg import losses
 
-    for name in ("epochs", "steps_per_epoch", "batch_size", "val_count", "patience"):
+    for name in ("epochs", "steps_per_epoch", "batch_size", "val_count", "patience", "workers"):
         if getattr(cfg, name) < 1:
             raise EdgesegError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
     models.build(cfg.model, **cfg.model_kwargs)  # unknown names and arguments fail here, in a fraction of a second
@@ -174,7 +175,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: Pro
         state["config"] = cfg.to_dict()
 
     data = SynthBatches(synth, cfg.batch_size, cfg.steps_per_epoch, cfg.seed,
-                        AugmentConfig() if cfg.augment else NONE, curriculum)
+                        AugmentConfig() if cfg.augment else NONE, curriculum, workers=cfg.workers)
     val_x, val_masks = validation_set(cfg.val_seed, cfg.val_count)
     truth = GroundTruth.from_masks(val_masks)
     started = time.perf_counter()

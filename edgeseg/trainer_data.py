@@ -30,8 +30,9 @@ class SynthBatches(_py_dataset_base()):
     """
 
     def __init__(self, cfg: SynthConfig, batch_size: int, steps: int, seed: int,
-                 augmentation: AugmentConfig = NONE, curriculum: Curriculum | None = None):
-        super().__init__(workers=1, use_multiprocessing=False)
+                 augmentation: AugmentConfig = NONE, curriculum: Curriculum | None = None, workers: int = 1):
+        # Threads, not processes: the generator is numpy, which releases the GIL in its heavy loops.
+        super().__init__(workers=workers, use_multiprocessing=False)
         self.base, self.batch_size, self.steps, self.seed = cfg, batch_size, steps, seed
         self.augmentation, self.curriculum = augmentation, curriculum
         self.epoch = 0

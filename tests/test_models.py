@@ -52,7 +52,7 @@ def test_save_and_load_round_trip(tmp_path):
     np.testing.assert_allclose(np.asarray(model(x)), np.asarray(loaded(x)), atol=1e-6)
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"extremes": 2}, {"extremes": 0, "estimate_noise": False}])
+@pytest.mark.parametrize("kwargs", [{}, {"extremes": 2}, {"extremes": 0, "estimate_noise": False, "head_hidden": 0}])
 def test_inline_converts_to_onnx_and_matches_keras(kwargs):
     tf = pytest.importorskip("tensorflow")
     tf2onnx = pytest.importorskip("tf2onnx")

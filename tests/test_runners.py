@@ -83,6 +83,19 @@ def test_keras_image_sides_must_suit_the_network(tmp_path):
             runner.infer(np.zeros((1, 34, 40), np.uint8))
 
 
+def test_a_stride_1_pooling_puts_no_constraint_on_image_sides(tmp_path):
+    import keras
+
+    image = keras.Input((None, None, 1), name="image")
+    local_mean = keras.layers.AveragePooling2D(5, strides=1, padding="same")(image)  # a smoothing, not a resampling
+    halved = keras.layers.MaxPooling2D(2)(local_mean)
+    path = tmp_path / "pools.keras"
+    keras.Model(image, keras.layers.UpSampling2D(2)(halved)).save(path)
+    with load_runner(path) as runner:
+        assert runner.size_multiple == 2
+        assert runner.infer(np.zeros((1, 6, 10), np.uint8)).shape == (1, 6, 10)
+
+
 @pytest.mark.parametrize("name, content, words", [
     ("broken.onnx", b"this is not a protobuf", "broken.onnx is not a usable ONNX model"),
     ("broken.keras", b"PK not really a zip", "broken.keras is not a Keras model"),

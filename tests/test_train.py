@@ -48,6 +48,17 @@ def test_tiny_training_learns_and_writes_complete_artifacts(tmp_path):
 
 
 @pytest.mark.slow
+def test_data_threads_do_not_change_the_run(tmp_path):
+    # --workers only decides how many threads draw batches: each batch is seeded by (seed, epoch, index).
+    config = {**TINY, "epochs": 1, "steps_per_epoch": 6}
+    one = train(TrainConfig(**config), tmp_path / "one")
+    three = train(TrainConfig(**config, workers=3), tmp_path / "three")
+    assert json.loads((tmp_path / "one" / "history.json").read_text())[0]["loss"] == \
+        json.loads((tmp_path / "three" / "history.json").read_text())[0]["loss"]
+    assert one["validation"] == three["validation"]
+
+
+@pytest.mark.slow
 def test_cli_resume_continues_at_the_next_epoch(tmp_path):
     runner = CliRunner()
     args = ["train", "--out", str(tmp_path), "--model-arg", "width=4", "--model-arg", "stem=8", "--crop", "64",
@@ -76,6 +87,7 @@ def test_cli_resume_continues_at_the_next_epoch(tmp_path):
     (["--curriculum", "8:3"], "curriculum must be START:END:EPOCHS"),
     (["--crop", "50"], "--crop must be a multiple of 8"),
     (["--resume"], "nothing to resume"),
+    (["--workers", "0"], "--workers must be at least 1"),
 ])
 def test_cli_bad_options_are_one_line_errors(tmp_path, args, message):
     result = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "run"), "-q", "--epochs", "1",

@@ -14,7 +14,7 @@ from edgeseg.errors import EdgesegError
 _EPILOG = """\
 Examples:
 
-  The demo network (the defaults, ~6 minutes on 2 CPU cores):  edgeseg train --model inline --out runs/demo
+  The demo network (the defaults, ~8 minutes on 2 CPU cores):  edgeseg train --model inline --out runs/demo
 
   A UNet for comparison:  edgeseg train --model unet --crop 128 --steps-per-epoch 100 --out runs/unet
 
@@ -48,7 +48,7 @@ def train(
     model: str = typer.Option("inline", "--model", help="Network: inline | unet | context."),
     model_arg: Optional[list[str]] = typer.Option(None, "--model-arg", help="Builder argument KEY=VALUE (repeatable)."),
     loss: str = typer.Option("bce+dice", help="Loss spec (see below), e.g. bce+dice, focal:gamma=2, bce@0,dice@5."),
-    epochs: int = typer.Option(30, help="Maximum epochs."),
+    epochs: int = typer.Option(40, help="Maximum epochs."),
     steps_per_epoch: int = typer.Option(150, help="Batches per epoch (each batch freshly generated)."),
     batch_size: int = typer.Option(8, help="Images per batch."),
     crop: int = typer.Option(256, help="Training image side in pixels (the networks are fully convolutional)."),
@@ -59,6 +59,7 @@ def train(
     augment: bool = typer.Option(True, "--augment/--no-augment", help="Flips, gain, gamma, extra noise."),
     patience: int = typer.Option(8, help="Stop after this many epochs without a better validation Dice."),
     val_count: int = typer.Option(128, help="Validation images (fixed set, 256², evaluation-like distribution)."),
+    workers: int = typer.Option(1, help="Threads drawing training batches (a GPU host wants several; the results do not change)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the checkpoint in --out at its next epoch."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -68,7 +69,7 @@ def train(
     cfg = TrainConfig(model=model, model_kwargs=_parse_model_args(model_arg or []), loss=loss, epochs=epochs,
                       steps_per_epoch=steps_per_epoch, batch_size=batch_size, crop=crop,
                       learning_rate=learning_rate, seed=seed, preset=preset, curriculum=curriculum,
-                      augment=augment, patience=patience, val_count=val_count)
+                      augment=augment, patience=patience, val_count=val_count, workers=workers)
     check(cfg)
     with progress_bar("train", enabled=not quiet) as progress:
         result = run(cfg, out, resume=resume, progress=progress)

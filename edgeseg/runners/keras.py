@@ -50,8 +50,9 @@ class KerasRunner(Runner):
 
 
 def size_multiple(model) -> int:
-    """What image sides must be divisible by: the product of the model's pooling factors, and at least the
-    fold / depth-to-space block (a UNet of depth 4 needs 16, ``inline`` 4)."""
+    """What image sides must be divisible by: the product of the model's pooling strides (a stride-1 pooling,
+    a local mean, adds nothing), and at least the fold / depth-to-space block (a UNet of depth 4 needs 16,
+    ``inline`` 4)."""
     import math
 
     import keras
@@ -63,5 +64,5 @@ def size_multiple(model) -> int:
         if isinstance(layer, (FoldConv, DepthToSpace)):
             blocks = math.lcm(blocks, layer.block)
         elif isinstance(layer, (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)):
-            pools *= int(layer.pool_size[0])
+            pools *= math.lcm(*(int(s) for s in layer.strides))
     return math.lcm(pools, blocks)
