@@ -220,6 +220,23 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: Pro
     return _finish(cfg, out, ckpt, state, val_x, truth)
 
 
+def finish(out: str | Path) -> dict[str, Any]:
+    """Write ``out/model.keras`` (+ manifest, history) from ``out/checkpoint`` alone: its best weights and
+    ``state.json``, for a run that was cut off before :func:`train` could (a time limit on a lent GPU).
+    Returns what :func:`train` returns."""
+    from edgeseg.metrics import GroundTruth
+    from edgeseg.trainer_data import validation_set
+
+    out = Path(out)
+    ckpt = _Checkpoint(out)
+    if not ckpt.exists():
+        raise EdgesegError(f"nothing to finish in {out}: no {CHECKPOINT}/state.json")
+    state = read_json(ckpt.state)
+    cfg = TrainConfig(**state["config"])
+    val_x, val_masks = validation_set(cfg.val_seed, cfg.val_count)
+    return _finish(cfg, out, ckpt, state, val_x, GroundTruth.from_masks(val_masks))
+
+
 def _finish(cfg: TrainConfig, out: Path, ckpt: _Checkpoint, state: dict[str, Any], val_x, truth) -> dict[str, Any]:
     """Reload the best weights into a fresh, uncompiled model; save it with its manifest and history."""
     import edgeseg.models as models

@@ -14,6 +14,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 from edgeseg.artifacts import read_json  # noqa: E402
 from edgeseg.cli.app import app  # noqa: E402
+from edgeseg.errors import EdgesegError  # noqa: E402
 from edgeseg.train import TrainConfig, train  # noqa: E402
 
 # Contrast 20 (a curriculum pinned there) makes the task easy enough to learn in a few dozen steps.
@@ -45,6 +46,23 @@ def test_tiny_training_learns_and_writes_complete_artifacts(tmp_path):
     x[0, 10:40, 10:40] += 20.0
     probs = np.asarray(model(x))[0, ..., 0]
     assert probs[15:35, 15:35].mean() > probs[50:, 50:].mean()
+
+
+@pytest.mark.slow
+def test_a_cut_off_run_is_finished_from_its_best_checkpoint(tmp_path):
+    from edgeseg.train import finish
+
+    result = train(TrainConfig(**{**TINY, "epochs": 1, "steps_per_epoch": 4}), tmp_path)
+    manifest = read_json(tmp_path / "model.keras.json")
+    for name in ("model.keras", "model.keras.json", "history.json", "checkpoint/last.weights.h5",
+                 "checkpoint/optimizer.npz"):  # as if training had been killed: only best weights + state remain
+        (tmp_path / name).unlink()
+    again = finish(tmp_path)
+    assert again["validation"] == result["validation"] and again["threshold"] == result["threshold"]
+    assert read_json(tmp_path / "model.keras.json")["config"] == manifest["config"]
+    assert (tmp_path / "history.json").is_file()
+    with pytest.raises(EdgesegError, match="nothing to finish"):
+        finish(tmp_path / "elsewhere")
 
 
 @pytest.mark.slow

@@ -17,12 +17,12 @@ pixels, so the work belongs at low resolution:
 * a head over [detail, context] predicts the 4×4 pixels of each cell, unfolded to full resolution by
   depth-to-space (sub-pixel boundaries): a 1×1 layer of ``head_hidden`` ReLU units, then a 3×3 convolution.
   The hidden layer lets each cell combine "a defect is around here" (context) with "its edge runs through
-  these pixels" (detail) non-linearly; a linear head could only add them. It raised pixel Dice by 1–1.5
+  these pixels" (detail) non-linearly; a linear head could only add them. It raised pixel Dice by 1–2
   points at the same recall and is cheaper than the linear head it replaced, which read all 24 channels
   with a 3×3 kernel (docs/STUDY.md, third session).
 
-~0.06 GFLOP per 256² image, >100× below the UNet, and only the first and last op touch full resolution:
-at these FLOP counts memory traffic and per-op overhead, not arithmetic, set the speed.
+~0.05 GFLOP per 256² image, >100× below the UNet, and only the fold's few ops and the final depth-to-space
+touch full resolution: at these FLOP counts memory traffic and per-op overhead, not arithmetic, set the speed.
 """
 
 from __future__ import annotations
