@@ -59,8 +59,8 @@ def compare(models: Sequence[str | Path], datasets: Sequence[str | Path], batch_
                 probs = predict_probs(runner, ds.images, batch_size,
                                       lambda d, n, m="": progress(done + d, total, f"{Path(str(model)).name} on {ds.path.name}"))
                 done += len(ds)
-                m = metrics.compute(probs, truth, thr, rule=rule)
                 pred = rule.apply(probs, thr)
+                m = metrics.score(pred, truth, thr)
                 has_defects = bool(ds.masks.any())  # Dice and an F1-best threshold need defect pixels
                 row = {
                     "model": str(model), "backend": runner.backend.value, "precision": runner.precision.value,

@@ -148,7 +148,15 @@ def compute(probs: np.ndarray, truth: GroundTruth | np.ndarray, threshold: float
         p = p[None]
     if p.shape != truth.masks.shape:
         raise ValueError(f"probabilities {p.shape} and masks {truth.masks.shape} differ in shape")
-    pred = rule.apply(p, threshold) if rule is not None else p >= threshold
+    return score(rule.apply(p, threshold) if rule is not None else p >= threshold, truth, threshold)
+
+
+def score(pred: np.ndarray, truth: GroundTruth, threshold: float) -> dict[str, Any]:
+    """The metrics of :func:`compute` for predicted masks ``pred`` (N, H, W) bool, already made at
+    ``threshold`` (recorded in the result), e.g. by a :class:`~edgeseg.postprocess.MaskRule` whose masks the
+    caller also needs."""
+    if pred.shape != truth.masks.shape:
+        raise ValueError(f"predicted masks {pred.shape} and ground truth {truth.masks.shape} differ in shape")
     gt = truth.masks
 
     # Pixel counts per image, vectorised over the set.

@@ -48,6 +48,9 @@ def test_rule_changes_defect_metrics_as_expected():
     # Plain: the core covers 48/400 = 12 % < 30 % → missed, and the speck is a false blob.
     assert plain["defect_recall"] == 0.0 and plain["fp_blobs"] == 1
     assert ruled["defect_recall"] == 1.0 and ruled["fp_blobs"] == 0 and ruled["dice"] == pytest.approx(1.0)
+    # Scoring masks the caller already made with the rule (as compare does) gives the same report.
+    masks = MaskRule(grow=0.2, min_area=32).apply(p, 0.5)
+    assert metrics.score(masks, metrics.GroundTruth.from_masks(truth), 0.5) == ruled
 
 
 def test_bad_rules_are_user_errors():
