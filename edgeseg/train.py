@@ -39,7 +39,7 @@ class TrainConfig:
 
     model: str = "inline"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
-    loss: str = "bce+dice"
+    loss: str = "bce+dice+0.5*hardneg"
     epochs: int = 40
     steps_per_epoch: int = 150
     batch_size: int = 8

@@ -51,6 +51,7 @@ def test_sweep_writes_json_and_plot(model, tmp_path):
         assert row["backend"] == "onnxruntime" and row["precision"] == "fp32"
         assert row["accuracy_dice"] == 0.5 and row["accuracy_recall"] == 0.75
     assert doc["rows"][0]["mode"] == "single" and doc["rows"][1]["mode"] == "batched"
+    assert doc["rows"][0]["runner_config"]["intra_op_num_threads"] >= 1  # how ONNX Runtime ran, beside its speed
     assert doc["command"] and doc["environment"]["packages"]["onnxruntime"]
     assert doc["saturation"][0]["saturation_batch"] in (1, 2)
     assert (tmp_path / "b.png").stat().st_size > 1000
@@ -63,6 +64,13 @@ def test_stream_rows_count_frames(model, tmp_path):
     (row,) = json.loads((tmp_path / "s.json").read_text())["rows"]
     assert row["mode"] == "stream" and row["batch_size"] == 4
     assert row["frames_in"] == 30 and row["frames_out"] + row["dropped"] == 30 and row["integrity_ok"]
+
+
+def test_workers_option_reaches_the_onnxruntime_runner(model, tmp_path):
+    r = invoke("--model", model, "--batch-sizes", "4", *FAST, "--workers", "2", "--json", tmp_path / "w.json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads((tmp_path / "w.json").read_text())
+    assert doc["config"]["workers"] == 2 and doc["rows"][0]["runner_config"]["workers"] == 2
 
 
 def test_images_from_a_folder(model, tmp_path):
@@ -89,6 +97,7 @@ def test_baseline_mode(model, tmp_path):
     (["--repeats", "0"], ["repeats"]),
     (["--batch-sizes", "0,2"], ["--batch-sizes"]),
     (["--frames", "0", "--rate", "10"], ["--frames"]),
+    (["--workers", "0"], ["--workers", ">= 1"]),
 ])
 def test_bad_numbers_are_one_line(model, args, words):
     one_error_line(invoke("--model", model, *args), *words)

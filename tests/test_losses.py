@@ -62,6 +62,26 @@ def test_composition_is_arithmetic():
     assert combo.spec == "bce+0.5*dice"
 
 
+def test_hardneg_charges_the_most_confident_background_pixels_only():
+    y = np.zeros((2, 16, 16, 1), np.float32)
+    y[0, 5:8, 5:8] = 1
+    p = np.full_like(y, 0.01)
+    p[0, 5:8, 5:8] = 0.99  # the defect: not background
+    p[0, 8, 8] = 0.99  # its rim, within the margin: not charged either
+    p[1, 0, 0] = 0.5  # a confident false pixel on a defect-free image
+    # Top 4 background pixels: image 0 all at 0.01; image 1 one at 0.5 and three at 0.01.
+    expected = -(7 * math.log(0.99) + math.log(0.5)) / 8
+    assert value(L.HardNegatives(k=4, margin=1), y, p) == pytest.approx(expected, rel=1e-5)
+    # Without a margin the rim pixel counts as a false one.
+    assert value(L.HardNegatives(k=4, margin=0), y, p) > expected + 0.5
+    # The same false mass spread thin costs far less than one confident blob: what BCE cannot tell apart.
+    spread = np.full_like(y, 0.01 + 0.49 / 256)
+    spread[0] = p[0]
+    assert value(L.HardNegatives(k=4, margin=1), y, spread) < expected / 5
+    assert L.parse("bce+dice+0.5*hardneg").spec == "bce+dice+0.5*hardneg"
+    assert L.parse("hardneg:k=16").spec == "hardneg:k=16,margin=4"
+
+
 def test_parse_specs():
     y = _pair()
     p = np.random.default_rng(2).uniform(0.05, 0.95, y.shape).astype(np.float32)
@@ -74,7 +94,8 @@ def test_parse_specs():
 
 
 @pytest.mark.parametrize("spec,message", [
-    ("hinge", "unknown loss 'hinge': choose one of bce, wbce, dice, focal, tversky"),
+    ("hinge", "unknown loss 'hinge': choose one of bce, wbce, dice, focal, tversky, hardneg"),
+    ("hardneg:k=0", "hardneg: k must be >= 1"),
     ("focal:colour=2", "loss 'focal' takes gamma, alpha"),
     ("bce@1,dice@5", "must start at epoch 0"),
     ("bce@0,dice", "has no @EPOCH"),

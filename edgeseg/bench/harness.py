@@ -205,8 +205,11 @@ def measure(runner: Runner, images: np.ndarray, batch_size: int, timing: Timing 
 
 
 def describe_runner(model: str | Path, runner: Runner) -> dict[str, Any]:
-    """The identifying columns of a row: model path, backend, precision."""
-    return {"model": str(model), "backend": runner.backend.value, "precision": runner.precision.value}
+    """The identifying columns of a row: model path, backend, precision (and the runner's settings, if it has any)."""
+    row = {"model": str(model), "backend": runner.backend.value, "precision": runner.precision.value}
+    if getattr(runner, "config", None):
+        row["runner_config"] = runner.config
+    return row
 
 
 def sweep(models: Sequence[str | Path], batch_sizes: Sequence[int], timing: Timing = Timing(),
@@ -250,7 +253,8 @@ def overhead(model: str | Path, batch_sizes: Sequence[int] = (1, 16), timing: Ti
              images: np.ndarray | None = None, progress: Progress = silent) -> list[dict[str, Any]]:
     """What the harness costs: its images/s against a bare ``session.run`` loop on the same batches.
 
-    ONNX Runtime only (the session is the runner's own, so both loops run the same threads and graph).
+    ONNX Runtime only (the session is the runner's own, so both loops run the same threads and graph; the
+    runner runs without worker threads here, so the comparison is of the harness, not of throughput mode).
     The two loops alternate ``repeats`` times so drifts in machine load hit both; each reports its median.
     ``overhead_pct`` = 100 × (bare − harness) / bare of the medians, ``overhead_pct_paired`` the median of
     that over back-to-back pairs, ``overhead_pct_cpu`` the same in process CPU time per image; negative
@@ -259,7 +263,7 @@ def overhead(model: str | Path, batch_sizes: Sequence[int] = (1, 16), timing: Ti
     from edgeseg.runners.base import load_runner
 
     rows = []
-    with load_runner(model, "onnxruntime") as runner:
+    with load_runner(model, "onnxruntime", workers=1) as runner:
         session = runner.session
         name = session.get_inputs()[0].name
         pool = images if images is not None else bench_images(DEFAULT_POOL, (runner.image_shape or (256, 256))[0])

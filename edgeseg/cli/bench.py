@@ -27,6 +27,7 @@ def bench(
     duration_s: float = typer.Option(10.0, "--duration-s", help="Seconds measured per repeat (streaming: stream length when --frames is not given)."),
     repeats: int = typer.Option(3, "--repeats", help="Repeats per point; images/s is their median."),
     streams: int = typer.Option(2, "--streams", help="CUDA streams (one execution context each) for TensorRT engines."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="ONNX Runtime: threads a batch is split over, each running chunks of a few images on one core (1: the whole batch in one multi-threaded call; default: one per core)."),
     rate: Optional[float] = typer.Option(None, "--rate", help="Stream frames at this rate (frames/s) in batches of up to the largest --batch-sizes, instead of sweeping."),
     max_wait_ms: float = typer.Option(10.0, "--max-wait-ms", help="Streaming: longest a batch waits after its first frame."),
     frames: Optional[int] = typer.Option(None, "--frames", help="Streaming: number of frames (default rate × duration)."),
@@ -49,6 +50,8 @@ def bench(
     timing = harness.Timing(warmup_s, duration_s, repeats)
     if streams < 1:
         raise EdgesegError(f"--streams must be >= 1, got {streams}")
+    if workers is not None and workers < 1:
+        raise EdgesegError(f"--workers must be >= 1, got {workers}")
     if rate is not None and not rate > 0:
         raise EdgesegError(f"--rate must be > 0 frames/s, got {rate:g}")
     if frames is not None and frames < 1:
@@ -60,11 +63,15 @@ def bench(
     images = harness.bench_images(data=data) if data is not None else None
 
     def loader(path, backend_, **_):
-        is_trt = backend_ is Backend.tensorrt or Path(str(path)).suffix.lower() in _TRT_SUFFIXES
-        return load_runner(path, backend_, **({"streams": streams} if is_trt else {}))
+        suffix = Path(str(path)).suffix.lower()
+        if backend_ is Backend.tensorrt or suffix in _TRT_SUFFIXES:
+            return load_runner(path, backend_, streams=streams)
+        if workers is not None and (backend_ is Backend.onnxruntime or backend_ is None and suffix == ".onnx"):
+            return load_runner(path, backend_, workers=workers)
+        return load_runner(path, backend_)
 
     config = {"models": model, "backend": backend.value if backend else None, "batch_sizes": sizes,
-              "warmup_s": warmup_s, "duration_s": duration_s, "repeats": repeats, "streams": streams,
+              "warmup_s": warmup_s, "duration_s": duration_s, "repeats": repeats, "streams": streams, "workers": workers,
               "rate": rate, "max_wait_ms": max_wait_ms, "frames": frames, "queue_size": queue_size,
               "data": str(data) if data else None, "accuracy": str(accuracy) if accuracy else None, "seed": seed}
 

@@ -22,8 +22,9 @@ Examples:
 
   Continue an interrupted run:  edgeseg train --out runs/demo --resume
 
-Losses: bce, wbce (pos_weight), dice, focal (gamma, alpha), tversky (alpha, beta); combine with + and
-weights (0.5*bce+dice), arguments after a colon (focal:gamma=2), stages with @EPOCH (bce@0,dice@5).
+Losses: bce, wbce (pos_weight), dice, focal (gamma, alpha), tversky (alpha, beta), hardneg (k, margin: the
+k most confident background pixels of each image); combine with + and weights (0.5*bce+dice), arguments
+after a colon (focal:gamma=2), stages with @EPOCH (bce@0,dice@5).
 """
 
 
@@ -47,7 +48,7 @@ def train(
     out: Path = typer.Option(..., "--out", help="Run folder: model.keras (+ .json manifest), history.json, checkpoint/."),
     model: str = typer.Option("inline", "--model", help="Network: inline | unet | context."),
     model_arg: Optional[list[str]] = typer.Option(None, "--model-arg", help="Builder argument KEY=VALUE (repeatable)."),
-    loss: str = typer.Option("bce+dice", help="Loss spec (see below), e.g. bce+dice, focal:gamma=2, bce@0,dice@5."),
+    loss: str = typer.Option("bce+dice+0.5*hardneg", help="Loss spec (see below), e.g. bce+dice, focal:gamma=2, bce@0,dice@5."),
     epochs: int = typer.Option(40, help="Maximum epochs."),
     steps_per_epoch: int = typer.Option(150, help="Batches per epoch (each batch freshly generated)."),
     batch_size: int = typer.Option(8, help="Images per batch."),
