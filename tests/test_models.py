@@ -118,23 +118,3 @@ def test_inline_with_noise_estimate_ignores_camera_gain_and_offset():
     x = np.random.default_rng(5).integers(100, 125, size=(1, 64, 64, 1)).astype(np.float32)
     np.testing.assert_allclose(np.asarray(model(x)), np.asarray(model(1.5 * x - 30.0)), atol=1e-4)
 
-
-@pytest.mark.parametrize("block", [4, 8, 16])
-def test_fold_conv_shared_read_equals_its_parts(block):
-    # FoldConv reads the image once for the fold, the noise differences and the background's block means
-    # (blocks that tile the 8-px background cells; 16-px blocks fall back to a separate read). Either way the
-    # output must be the documented (conv(x) − background·Σk) / noise std + bias of separate computations.
-    from keras import ops
-
-    from edgeseg.models.layers import FoldConv, local_background, noise_std
-
-    yy, xx = np.mgrid[0:64, 0:64].astype(np.float32)
-    rng = np.random.default_rng(6)
-    x = (100.0 + 12.0 * xx / 64 + rng.normal(0, 7, (2, 64, 64)))[..., None].astype(np.float32)
-    layer = FoldConv(6, block, background="local", estimate_noise=True)
-    layer.build(x.shape)
-    layer.bias.assign(rng.normal(0, 1, layer.bias.shape))
-    k = layer.kernel
-    ref = (ops.conv(x, k, strides=block) - local_background(x, block) * ops.sum(k, axis=(0, 1, 2))) \
-        / noise_std(x, block) + layer.bias
-    np.testing.assert_allclose(np.asarray(layer(x)), np.asarray(ref), atol=1e-4)

@@ -67,40 +67,30 @@ class DepthToSpace(keras.layers.Layer):
         return {**super().get_config(), "block": self.block}
 
 
-#: Side in pixels of the cells whose means the local background starts from.
-BACKGROUND_CELL = 8
+def local_background(x, block: int, cell: int = 8, window: int = 9):
+    """A smooth background estimate of raw image ``x`` at 1/``block`` resolution, blind to defects.
 
-
-def local_background(x, block: int, cell: int = BACKGROUND_CELL, window: int = 9):
-    """A smooth background estimate of raw image ``x`` at 1/``block`` resolution, blind to defects
-    (see :func:`background_from_means`)."""
-    return background_from_means(ops.average_pool(x, block, block, padding="valid"), cell // block, window)
-
-
-def background_from_means(means, per_cell: int = 2, window: int = 9):
-    """The defect-blind background at the resolution of ``means``, a map of block means of the raw image.
-
-    Means over cells of ``per_cell``×``per_cell`` blocks (8×8 px for 4×4 blocks: noise std /8), then a
-    grey-level *opening* (min then max over ``window``×``window`` cells, 72 px): a bright defect smaller than
-    the window in either direction — the seed's are at most 63 px — is erased, while a ramp or a broad bump,
-    which is locally flat at that scale, survives; a final box mean smooths the estimate, and a bilinear
-    resize brings it back to the blocks. Defect-blind is the point: a plain local mean of the same size would
-    absorb most of a large defect's contrast. Min/max of noisy cell means bias the estimate low by about one
-    cell std, a constant the next layer's bias absorbs. The map is edge-padded first: with windows cut at
-    the border, the opening and the box mean pull the estimate under a ramp that rises towards the edge, and
-    every such bias is a false defect there (on lit images most false blobs sat on the border; padding halves
-    the border error's 1 % tail, docs/STUDY.md). Lowers to AveragePool, MaxPool, Neg, Tile, Concat and
-    Resize in ONNX, all on 1/8-resolution maps.
+    Means over ``cell``×``cell`` cells (noise std /8), then a grey-level *opening* (min then max over
+    ``window``×``window`` cells, 72 px): a bright defect smaller than the window in either direction — the
+    seed's are at most 63 px — is erased, while a ramp or a broad bump, which is locally flat at that scale,
+    survives; a final box mean smooths the estimate. Defect-blind is the point: a plain local mean of the
+    same size would absorb most of a large defect's contrast. Min/max of noisy cell means bias the estimate
+    low by about one cell std, a constant the next layer's bias absorbs. The map is edge-padded first: with
+    windows cut at the border, the opening and the box mean pull the estimate under a ramp that rises towards
+    the edge, and every such bias is a false defect there (on lit images most false blobs sat on the border;
+    padding halves the border error's 1 % tail, docs/STUDY.md). Lowers to AveragePool, MaxPool, Neg, Tile,
+    Concat and Resize in ONNX, all on 1/8-resolution maps.
     """
     import tensorflow as tf
 
-    cells = ops.average_pool(means, per_cell, per_cell, padding="valid") if per_cell > 1 else means
+    means = ops.average_pool(x, cell, cell, padding="valid")
     p = window - 1  # the opening and the box mean each reach window // 2 cells
-    padded = _pad_edge(cells, p)
+    padded = _pad_edge(means, p)
     eroded = -ops.max_pool(-padded, window, 1, padding="same")
     opened = ops.max_pool(eroded, window, 1, padding="same")
     smooth = ops.average_pool(opened, window, 1, padding="same")[:, p:-p, p:-p]
-    return tf.image.resize(smooth, tf.shape(means)[1:3], method="bilinear")
+    size = tf.shape(x)[1:3] // block
+    return tf.image.resize(smooth, size, method="bilinear")
 
 
 def _pad_edge(m, p: int):
@@ -131,14 +121,9 @@ def noise_std(x, block: int = 4):
     For white noise var(x[i] − x[i+1]) = 2σ², whatever the noise's distribution, while a smooth background or
     illumination and a defect's interior cancel in the difference (only defect edges add a little). The
     ``block``²/2 disjoint pairs of every ``block``×``block`` cell come out of one stride-``block`` convolution
-    with a fixed ±1 kernel (:class:`FoldConv` shares that read of the image with its fold). Clamped at 1
-    gray level.
+    with a fixed ±1 kernel, so the estimate costs one read of the image. Clamped at 1 gray level.
     """
-    return _std_of_differences(ops.conv(x, ops.convert_to_tensor(_difference_kernel(block)), strides=block,
-                                        padding="valid"))
-
-
-def _std_of_differences(d):
+    d = ops.conv(x, ops.convert_to_tensor(_difference_kernel(block)), strides=block, padding="valid")
     var = ops.mean(d * d, axis=(1, 2, 3), keepdims=True) * 0.5
     return ops.sqrt(ops.maximum(var, 1.0))
 
@@ -149,11 +134,9 @@ class FoldConv(keras.layers.Layer):
     ``(x − image mean) / noise_std``.
 
     The convolution is linear, so it is computed on the raw image and the mean is removed afterwards at
-    1/block² of the resolution: ``(conv(x) − mean·Σk) / noise_std + b``. Full-resolution memory traffic, not
-    arithmetic, sets the speed at these FLOP counts, so one strided convolution reads the image once for the
-    fold, the noise estimate's pixel differences and the block means the local background starts from
-    (fixed kernels beside the learned one; 7–8 % more images/s at batch 32 than three separate reads, same
-    output). Only the cell max/min read it again. Equivalent to Standardize(estimate=False) → SpaceToDepth →
+    1/block² of the resolution: ``(conv(x) − mean·Σk) / noise_std + b``. Only two ops (ReduceMean, Conv)
+    touch the full-resolution image, which matters because at these FLOP counts full-resolution memory
+    traffic, not arithmetic, sets the speed. Equivalent to Standardize(estimate=False) → SpaceToDepth →
     1×1 conv, without materialising either intermediate.
 
     ``background="local"`` removes a smooth *local* background instead of the image mean, so illumination
@@ -187,27 +170,16 @@ class FoldConv(keras.layers.Layer):
             self.gate_slope = self.add_weight(name="gate_slope", shape=(), initializer=const(10.0))
 
     def call(self, x):
-        b, f = self.block, self.filters
-        kernels = [self.kernel]
-        if self.estimate_noise:
-            kernels.append(ops.convert_to_tensor(_difference_kernel(b)))
-        shared_means = self.background == "local" and BACKGROUND_CELL % b == 0
-        if shared_means:
-            kernels.append(ops.full((b, b, 1, 1), 1.0 / (b * b)))  # block means
-        z = ops.conv(x, ops.concatenate(kernels, axis=-1) if len(kernels) > 1 else self.kernel, strides=b,
-                     padding="valid")
-        y = z[..., :f]
-        if shared_means:
-            level = background_from_means(z[..., -1:], BACKGROUND_CELL // b)
-        elif self.background == "local":
-            level = local_background(x, b)
+        if self.background == "local":
+            level = local_background(x, self.block)
         else:
             level = ops.mean(x, axis=(1, 2, 3), keepdims=True)
+        y = ops.conv(x, self.kernel, strides=self.block, padding="valid")
         ksum = ops.sum(self.kernel, axis=(0, 1, 2))
-        pairs = b * b // 2
-        scale = 1.0 / (_std_of_differences(z[..., f:f + pairs]) if self.estimate_noise else self.noise_std)
+        scale = 1.0 / (noise_std(x, self.block) if self.estimate_noise else self.noise_std)
         y = (y - level * ksum) * scale
         if self.extremes:
+            b = self.block
             shape = ops.shape(x)
             cells = ops.reshape(x, (-1, shape[1] // b, b, shape[2] // b, b))
             hi = ops.expand_dims(ops.max(cells, axis=(2, 4)), -1)
