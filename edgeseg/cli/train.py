@@ -14,7 +14,7 @@ from edgeseg.errors import EdgesegError
 _EPILOG = """\
 Examples:
 
-  The demo network (the defaults, ~8 minutes on 2 CPU cores):  edgeseg train --model inline --out runs/demo
+  The demo network (the defaults, ~9–12 minutes on 2 CPU cores):  edgeseg train --model inline --out runs/demo
 
   A UNet for comparison:  edgeseg train --model unet --crop 128 --steps-per-epoch 100 --out runs/unet
 
