@@ -61,7 +61,7 @@ def test_onnxruntime_io_binding_and_plain_run_agree(models, images):
 def test_onnxruntime_workers_split_batches_without_changing_results(models):
     images = np.random.default_rng(1).integers(90, 140, size=(7, SIZE, SIZE), dtype=np.uint8)
     with load_runner(models[1], workers=1) as one, load_runner(models[1], workers=2, chunk=2) as split:
-        assert one.config["workers"] == 1 and split.config == {**split.config, "workers": 2, "chunk": 2}
+        assert one.config["workers"] == 1 and (split.config["workers"], split.config["chunk"]) == (2, 2)
         ref = one.infer(images)
         np.testing.assert_allclose(split.infer(images), ref, atol=1e-6)  # 4 chunks, the last of 1 image, in order
         np.testing.assert_allclose(split.infer(images[:2]), ref[:2], atol=1e-6)  # two parts of one image

@@ -11,7 +11,7 @@ core taking a slice of each layer of the whole batch (whose activations, ~8 MB p
 ``inline``, no longer fit a core's cache) and waiting for the others at every layer. A batch of fewer images
 than workers, a single image in particular, still runs on the multi-threaded session, so latency is unchanged.
 Measured side by side on 2 cores (docs/BENCHMARKS.md, section 4): level with one call per batch when the
-machine is quiet, 1.6–1.9× its images/s at batch 8–32 when the cores are contended, never measurably slower.
+machine is quiet, 1.4–1.9× its images/s at batch 8–32 when the cores are contended, never measurably slower.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from edgeseg.runners.base import Runner
 from edgeseg.types import Backend, Precision
 
 
-#: Images per worker call in throughput mode (docs/BENCHMARKS.md: CHUNK sweep).
+#: Most images per worker call in throughput mode (docs/BENCHMARKS.md, section 4: 2 to 8 measured alike).
 CHUNK = 4
 
 
