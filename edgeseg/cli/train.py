@@ -10,6 +10,9 @@ import typer
 
 from edgeseg.cli.common import console, progress_bar, user_errors
 from edgeseg.errors import EdgesegError
+from edgeseg.train import TrainConfig
+
+_D = TrainConfig()  # the options' defaults are the library's, so the two cannot drift apart
 
 _EPILOG = """\
 Examples:
@@ -46,26 +49,26 @@ def _parse_model_args(items: list[str]) -> dict[str, Any]:
 @user_errors
 def train(
     out: Path = typer.Option(..., "--out", help="Run folder: model.keras (+ .json manifest), history.json, checkpoint/."),
-    model: str = typer.Option("inline", "--model", help="Network: inline | unet | context."),
+    model: str = typer.Option(_D.model, "--model", help="Network: inline | unet | context."),
     model_arg: Optional[list[str]] = typer.Option(None, "--model-arg", help="Builder argument KEY=VALUE (repeatable)."),
-    loss: str = typer.Option("bce+dice+0.5*hardneg", help="Loss spec (see below), e.g. bce+dice, focal:gamma=2, bce@0,dice@5."),
-    epochs: int = typer.Option(40, help="Maximum epochs."),
-    steps_per_epoch: int = typer.Option(150, help="Batches per epoch (each batch freshly generated)."),
-    batch_size: int = typer.Option(8, help="Images per batch."),
-    crop: int = typer.Option(256, help="Training image side in pixels (the networks are fully convolutional)."),
-    learning_rate: float = typer.Option(3e-3, help="Peak learning rate (Adam, cosine decay)."),
-    seed: int = typer.Option(0, help="Seed of weights and training data; the same seed gives the same run."),
-    preset: str = typer.Option("train", help="Training data distribution: a synth preset (train | seed | test)."),
-    curriculum: Optional[str] = typer.Option(None, help="Contrast curriculum, e.g. 8:3:4 = from contrast 8 down to 3 over the first 4 epochs."),
-    augment: bool = typer.Option(True, "--augment/--no-augment", help="Flips, gain, gamma, extra noise."),
-    patience: int = typer.Option(8, help="Stop after this many epochs without a better validation Dice."),
-    val_count: int = typer.Option(128, help="Validation images (fixed set, 256², evaluation-like distribution)."),
-    workers: int = typer.Option(1, help="Threads drawing training batches (a GPU host wants several; the results do not change)."),
+    loss: str = typer.Option(_D.loss, help="Loss spec (see below), e.g. bce+dice, focal:gamma=2, bce@0,dice@5."),
+    epochs: int = typer.Option(_D.epochs, help="Maximum epochs."),
+    steps_per_epoch: int = typer.Option(_D.steps_per_epoch, help="Batches per epoch (each batch freshly generated)."),
+    batch_size: int = typer.Option(_D.batch_size, help="Images per batch."),
+    crop: int = typer.Option(_D.crop, help="Training image side in pixels (the networks are fully convolutional)."),
+    learning_rate: float = typer.Option(_D.learning_rate, help="Peak learning rate (Adam, cosine decay)."),
+    seed: int = typer.Option(_D.seed, help="Seed of weights and training data; the same seed gives the same run."),
+    preset: str = typer.Option(_D.preset, help="Training data distribution: a synth preset (train | seed | test)."),
+    curriculum: Optional[str] = typer.Option(_D.curriculum, help="Contrast curriculum, e.g. 8:3:4 = from contrast 8 down to 3 over the first 4 epochs."),
+    augment: bool = typer.Option(_D.augment, "--augment/--no-augment", help="Flips, gain, gamma, extra noise."),
+    patience: int = typer.Option(_D.patience, help="Stop after this many epochs without a better validation Dice."),
+    val_count: int = typer.Option(_D.val_count, help="Validation images (fixed set, 256², evaluation-like distribution)."),
+    workers: int = typer.Option(_D.workers, help="Threads drawing training batches (a GPU host wants several; the results do not change)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the checkpoint in --out at its next epoch."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Train a segmentation network; keeps the checkpoint with the best validation Dice."""
-    from edgeseg.train import TrainConfig, check, train as run
+    from edgeseg.train import check, train as run
 
     cfg = TrainConfig(model=model, model_kwargs=_parse_model_args(model_arg or []), loss=loss, epochs=epochs,
                       steps_per_epoch=steps_per_epoch, batch_size=batch_size, crop=crop,
