@@ -16,8 +16,6 @@ from edgeseg.cli.common import console, err_console, parse_int_list, progress_ba
 from edgeseg.errors import EdgesegError
 from edgeseg.types import Backend
 
-_TRT_SUFFIXES = (".engine", ".plan")
-
 
 def bench(
     model: list[str] = typer.Option(..., "--model", "-m", help="Model artifact (.keras, .onnx, .engine); repeat for several."),
@@ -44,7 +42,7 @@ def bench(
     Example:  edgeseg bench -m runs/demo/model.onnx -m runs/demo/model.int8.onnx --batch-sizes 1,8,32 --duration-s 3
     """
     from edgeseg.bench import harness, report, stream
-    from edgeseg.runners.base import load_runner
+    from edgeseg.runners.base import backend_of, load_runner
 
     sizes = parse_int_list(batch_sizes, "--batch-sizes")
     timing = harness.Timing(warmup_s, duration_s, repeats)
@@ -62,13 +60,12 @@ def bench(
     entries = report.load_accuracy(accuracy) if accuracy else None
     images = harness.bench_images(data=data) if data is not None else None
 
+    # Each backend's own options; the others do not take them.
+    options = {Backend.tensorrt: {"streams": streams},
+               Backend.onnxruntime: {} if workers is None else {"workers": workers}}
+
     def loader(path, backend_, **_):
-        suffix = Path(str(path)).suffix.lower()
-        if backend_ is Backend.tensorrt or suffix in _TRT_SUFFIXES:
-            return load_runner(path, backend_, streams=streams)
-        if workers is not None and (backend_ is Backend.onnxruntime or backend_ is None and suffix == ".onnx"):
-            return load_runner(path, backend_, workers=workers)
-        return load_runner(path, backend_)
+        return load_runner(path, backend_, **options.get(backend_of(path, backend_), {}))
 
     config = {"models": model, "backend": backend.value if backend else None, "batch_sizes": sizes,
               "warmup_s": warmup_s, "duration_s": duration_s, "repeats": repeats, "streams": streams, "workers": workers,

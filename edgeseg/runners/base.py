@@ -104,31 +104,44 @@ class Runner(abc.ABC):
         return f"{name} [{self.backend.value} {self.precision.value}]"
 
 
+_SUFFIXES = {".keras": Backend.keras, ".onnx": Backend.onnxruntime, ".engine": Backend.tensorrt,
+             ".plan": Backend.tensorrt}
+
+
+def backend_of(model: str | Path, backend: Backend | str | None = None) -> Backend:
+    """The backend that runs ``model``: ``classical``, ``backend`` when given (checked against the file's
+    suffix), else the one the suffix names. Raises :class:`EdgesegError` when neither tells."""
+    backend = Backend(backend) if backend else None
+    if str(model) == "classical" or backend is Backend.classical:
+        return Backend.classical
+    path = Path(model)
+    expected = _SUFFIXES.get(path.suffix.lower())
+    if backend is None:
+        if expected is None:
+            raise EdgesegError(
+                f"cannot tell the backend of {path} from its suffix: expected .keras, .onnx or .engine "
+                "(or pass --backend)"
+            )
+        return expected
+    if expected is not None and expected is not backend:
+        raise EdgesegError(f"{path} is a {expected.value} artifact, not one for the {backend.value} backend")
+    return backend
+
+
 def load_runner(model: str | Path, backend: Backend | str | None = None, **options) -> Runner:
-    """The runner for ``model``: a file path (backend from its suffix unless given) or ``classical``.
+    """The runner for ``model``: a file path (backend from its suffix unless given, :func:`backend_of`) or
+    ``classical``.
 
     Raises :class:`EdgesegError` for a missing file or a backend that cannot read it.
     """
-    backend = Backend(backend) if backend else None
-    if str(model) == "classical" or backend is Backend.classical:
+    if str(model) == "classical" or (backend and Backend(backend) is Backend.classical):
         from edgeseg.runners.classical import ClassicalRunner
 
         return ClassicalRunner(**options)
     path = Path(model)
     if not path.exists():
         raise EdgesegError(f"model file not found: {path}")
-    suffix = path.suffix.lower()
-    expected = {".keras": Backend.keras, ".onnx": Backend.onnxruntime, ".engine": Backend.tensorrt,
-                ".plan": Backend.tensorrt}
-    if backend is None:
-        if suffix not in expected:
-            raise EdgesegError(
-                f"cannot tell the backend of {path} from its suffix: expected .keras, .onnx or .engine "
-                "(or pass --backend)"
-            )
-        backend = expected[suffix]
-    elif suffix in expected and expected[suffix] is not backend:
-        raise EdgesegError(f"{path} is a {expected[suffix].value} artifact, not one for the {backend.value} backend")
+    backend = backend_of(path, backend)
     if backend is Backend.keras:
         from edgeseg.runners.keras import KerasRunner
 
