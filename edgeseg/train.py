@@ -27,7 +27,6 @@ import numpy as np
 from edgeseg.artifacts import atomic_path, read_json, write_json, write_manifest
 from edgeseg.augment import NONE, AugmentConfig, Curriculum
 from edgeseg.errors import EdgesegError
-from edgeseg.postprocess import DEFAULT_RULE
 from edgeseg.progress import Progress, silent
 
 CHECKPOINT = "checkpoint"
@@ -240,6 +239,7 @@ def finish(out: str | Path) -> dict[str, Any]:
 def _finish(cfg: TrainConfig, out: Path, ckpt: _Checkpoint, state: dict[str, Any], val_x, truth) -> dict[str, Any]:
     """Reload the best weights into a fresh, uncompiled model; save it with its manifest and history."""
     import edgeseg.models as models
+    from edgeseg.postprocess import DEFAULT_RULE  # here, not at the top: it brings OpenCV into every CLI start
 
     best = models.build(cfg.model, **cfg.model_kwargs)
     with warnings.catch_warnings():
