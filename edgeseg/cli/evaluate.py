@@ -172,6 +172,63 @@ def predict(
                   + (f", pictures in {out / 'triptych'}" if triptych else ""), highlight=False, soft_wrap=True)
 
 
+_DETECT_EPILOG = """\
+Example:
+
+  edgeseg detectability --data data/seed --good data/good --json runs/seed.detectability.json
+
+Per defect, its footprint z (contrast x sqrt(pixels) / noise sigma, on a fitted background); per good image, the
+largest box z that noise alone reaches at the defects' sizes. A recall target needs a detector that fires at the
+z below which its missing share of defects lies; the table shows how many good images noise takes over that z.
+"""
+
+
+def _detect_table(report: dict):
+    from rich import box
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title=f"{report['defects']['n_defects']} defects in "
+                  f"{Path(report['defects']['path']).name}, noise of {report['good']['n_images']} images in "
+                  f"{Path(report['good']['path']).name}", caption="defects >= z: the best recall of a detector "
+                  "firing at z; good images >= z: defect-free images where a chance box reaches z")
+    for col in ("", "z", "defects >= z", "good images >= z"):
+        table.add_column(col, justify="left" if not col else "right")
+    rows = [(f"recall {t['recall']:g}", t["z"], t["recall"], t["good_image_share"]) for t in report["targets"]]
+    # A budget finer than one image of the good set is not resolved: no level, no share.
+    rows += [(f"{b['good_image_share']:g} false alarms", b["z"], b["defect_share"],
+              None if b["z"] is None else b["good_image_share"]) for b in report["budgets"]]
+    rows += [("level", lv["z"], lv["defect_share"], lv["good_image_share"]) for lv in report["levels"]]
+    for i, (label, z, d, g) in enumerate(rows):
+        ends = i in (len(report["targets"]) - 1, len(report["targets"]) + len(report["budgets"]) - 1)
+        table.add_row(label, _fmt(z, 2), _pct(d), _pct(g), end_section=ends)
+    return table
+
+
+@user_errors
+def detectability(
+    data: Path = typer.Option(..., "--data", help="A labelled set of defective images."),
+    good: Path = typer.Option(..., "--good", help="Defect-free images of the same kind (their noise is scanned)."),
+    json_out: Optional[str] = typer.Option(None, "--json", help="Write the report as JSON to this file ('-' = stdout)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """How visible the defects are to any mean-shift detector: the recall each false-alarm rate allows."""
+    from edgeseg.artifacts import environment, write_json
+    from edgeseg.data.dataset import load_dataset
+    from edgeseg.detectability import assess
+
+    defects, clean = load_dataset(data), load_dataset(good)
+    with progress_bar("detectability", enabled=not quiet) as progress:
+        report = assess(defects, clean, progress=progress)
+    report.update(command=sys.argv, environment=environment())
+    (err_console if json_out == "-" else console).print(_detect_table(report))
+    if json_out == "-":
+        print_json(report)
+    elif json_out:
+        write_json(json_out, report)
+        console.print(f"report written to {json_out}", highlight=False, soft_wrap=True)
+
+
 def register(app: typer.Typer) -> None:
     app.command("eval", epilog=_EVAL_EPILOG)(eval_)
     app.command("predict", epilog=_PREDICT_EPILOG)(predict)
+    app.command("detectability", epilog=_DETECT_EPILOG)(detectability)

@@ -1,0 +1,145 @@
+"""How visible are a dataset's defects to *any* mean-shift detector? (``edgeseg detectability``)
+
+A flat defect of contrast c over n pixels in white noise of std σ has a footprint z = c·√n / σ: the sum of
+its unit-noise residual over its own pixels, the likelihood-ratio statistic of a detector told the defect's
+exact place and shape. A detector that finds it has to call a patch with that z a defect. Pure noise also
+makes such patches: scanning a defect-free image with boxes of the defects' sizes, the largest box z has a
+median of ≈ 4.6 on a 256×256 image. Two columns follow from that, per level t:
+
+* **defects at or above t** — the recall a detector firing from t upwards can reach at best;
+* **good images with a noise box at or above t** — the share of defect-free images where a box of a defect's
+  size reaches t by chance: the false alarms a detector that fires at t cannot avoid.
+
+So a recall target whose missing share lies below the z where noise already fires in many images is out of
+reach of every detector that looks at the mean shift, however it is trained. (A detector can still beat a
+single level by being stricter on small boxes than on large ones, so read the table as a reference, not a
+proof.) The other route is the noise's own shape: the seed's uniform noise never leaves 100..124, so one
+pixel above 124 is a defect for certain — the shortcut the training recipe is built to avoid.
+
+    report = assess(load_dataset("data/seed"), load_dataset("data/good"))
+    report["targets"]  # [..., {"recall": 0.99, "z": 4.24, "good_image_share": 0.73}]
+
+Backgrounds are fitted per image by the classical detector's weighted quadratic regression, with the
+ground-truth defects left out of the fit, and σ comes from neighbour differences, so lighting ramps and any
+noise level map to unit noise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from edgeseg.data.dataset import Dataset
+from edgeseg.errors import BadInput
+from edgeseg.metrics import GroundTruth
+from edgeseg.progress import Progress, silent
+
+#: z levels reported by default; false-alarm budgets (share of good images) and recall targets, each turned
+#: into the level it needs.
+LEVELS = (4.0, 4.5, 5.0, 5.5, 6.0)
+BUDGETS = (0.001, 0.005, 0.01)
+TARGETS = (0.95, 0.98, 0.99)
+#: Background fit window (px), as the classical detector's default.
+BACKGROUND = 96
+
+
+def residual(image: np.ndarray, defect_mask: np.ndarray | None = None) -> np.ndarray:
+    """``image`` minus its fitted background, in units of its noise σ; ``defect_mask`` pixels stay out of the
+    fit (the ground truth here, so a large defect does not lift its own background)."""
+    from edgeseg.runners.classical import background, noise_sigma
+
+    x = np.asarray(image, dtype=np.float32)
+    weight = np.ones_like(x) if defect_mask is None else (~np.asarray(defect_mask, bool)).astype(np.float32)
+    return (x - background(x, weight, BACKGROUND)) / noise_sigma(x)
+
+
+def footprint_z(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The footprint z of each labelled defect (labels 1..n of an int label image), in label order."""
+    n = int(labels.max())
+    if n == 0:
+        return np.zeros(0)
+    r = residual(image, labels > 0).astype(np.float64)
+    sums = np.bincount(labels.ravel(), weights=r.ravel(), minlength=n + 1)[1:]
+    counts = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    return sums / np.sqrt(counts)
+
+
+def box_sizes(lo: int, hi: int, steps: int = 8) -> list[tuple[int, int]]:
+    """Box (width, height) pairs spanning defect sides lo..hi geometrically, every aspect included."""
+    sides = sorted({int(round(s)) for s in np.geomspace(lo, hi, steps)})
+    return [(w, h) for w in sides for h in sides]
+
+
+def scan_max(image: np.ndarray, bank) -> float:
+    """The largest box z anywhere in a defect-free ``image`` (the bank's boxes, borders included)."""
+    return float(bank.zmax(residual(image)).max())
+
+
+def _sides(dataset: Dataset) -> tuple[int, int]:
+    """The defect side range: the generator's when the manifest says, else the labelled defects' extent."""
+    gen = dataset.config or {}
+    if "defect_size" in gen:
+        lo, hi = gen["defect_size"]
+        return int(lo), int(hi)
+    import cv2
+
+    sides = []
+    for m in dataset.masks:
+        n, _, stats, _ = cv2.connectedComponentsWithStats(m.astype(np.uint8), connectivity=8)
+        sides += [s for row in stats[1:] for s in (int(row[2]), int(row[3]))]
+    return (min(sides), max(sides)) if sides else (8, 63)
+
+
+def _budget_level(z: np.ndarray, null: np.ndarray, budget: float) -> dict[str, float | None]:
+    if budget * len(null) < 1.0:
+        return {"z": None, "defect_share": None}
+    # The level noise goes above in at most ``budget`` of the good images; a detector firing above it.
+    t = float(np.quantile(null, 1.0 - budget, method="higher"))
+    return {"z": t, "defect_share": float(np.mean(z > t))}
+
+
+def assess(defects: Dataset, good: Dataset, levels: Sequence[float] = LEVELS, budgets: Sequence[float] = BUDGETS,
+           targets: Sequence[float] = TARGETS, progress: Progress = silent) -> dict[str, Any]:
+    """The detectability report of ``defects`` against the noise of ``good`` (defect-free images of the same
+    kind); JSON-ready."""
+    from edgeseg.runners.classical import MatchedFilterBank
+
+    truth = GroundTruth.from_masks(defects.masks)
+    if not sum(len(a) for a in truth.areas):
+        raise BadInput(f"{defects.path}: no labelled defect in the set, nothing to assess")
+    if good.masks.any():
+        raise BadInput(f"{good.path}: the good set has labelled defects; give a set of defect-free images")
+    total = len(defects) + len(good)
+    z = []
+    for i, (image, labels) in enumerate(zip(defects.images, truth.labels)):
+        z.append(footprint_z(image, labels))
+        progress(i + 1, total, "defects")
+    z = np.concatenate(z)
+    lo, hi = _sides(defects)
+    boxes = box_sizes(lo, hi)
+    banks: dict[tuple[int, int], Any] = {}
+    null = []
+    for i, image in enumerate(good.images):
+        bank = banks.setdefault(image.shape, MatchedFilterBank(boxes, image.shape))
+        null.append(scan_max(image, bank))
+        progress(len(defects) + i + 1, total, "noise scan")
+    null = np.asarray(null)
+    return {
+        "defects": {"path": str(defects.path), "n_images": len(defects), "n_defects": int(z.size),
+                    "z_quantiles": {f"{q:g}": float(np.quantile(z, q)) for q in (0.005, 0.01, 0.02, 0.05, 0.5)}},
+        "good": {"path": str(good.path), "n_images": len(good), "boxes": [list(b) for b in boxes],
+                 "scan_max_quantiles": {f"{q:g}": float(np.quantile(null, q)) for q in (0.5, 0.9, 0.99)}},
+        "levels": [{"z": float(t), "defect_share": float(np.mean(z >= t)), "good_image_share": float(np.mean(null >= t))}
+                   for t in levels],
+        # The level that keeps the chance boxes within each budget, and the defects that level still finds.
+        # A budget under one image in the good set cannot be resolved from it: None.
+        "budgets": [{"good_image_share": float(b), **_budget_level(z, null, b)} for b in budgets],
+        # The level a recall target needs (its missing share of footprint z lies below it), and how many
+        # good images noise alone takes over that level.
+        "targets": [{"recall": float(r), "z": float(np.quantile(z, 1.0 - r, method="lower")),
+                     "good_image_share": float(np.mean(null >= np.quantile(z, 1.0 - r, method="lower")))} for r in targets],
+        "footprint_z": z.tolist(),
+        "scan_max": null.tolist(),
+    }
