@@ -13,8 +13,10 @@ median of ≈ 4.6 on a 256×256 image. Two columns follow from that, per level t
 So a recall target whose missing share lies below the z where noise already fires in many images is out of
 reach of every detector that looks at the mean shift, however it is trained. (A detector can still beat a
 single level by being stricter on small boxes than on large ones, so read the table as a reference, not a
-proof.) The other route is the noise's own shape: the seed's uniform noise never leaves 100..124, so one
-pixel above 124 is a defect for certain — the shortcut the training recipe is built to avoid.
+proof.) The other route is the noise's own shape: the seed's uniform noise never leaves 100..124, so a
+patch's midrange locates a shift far better than its mean (the inline network's cell max/min use that), and
+one pixel above 124 is a defect for certain — the shortcut the training recipe is built to avoid. On bounded
+noise the table is therefore the mean-shift reference, not a limit.
 
     report = assess(load_dataset("data/seed"), load_dataset("data/good"))
     report["targets"]  # [..., {"recall": 0.99, "z": 4.24, "good_image_share": 0.73}]
