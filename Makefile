@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(EXTRAS)
 RUN    ?= runs/demo
 DATA   ?= $(RUN)/data
 
-.PHONY: setup demo test test-gpu lint onnx calib engines bench bench-overhead bench-nets bench-stream jetson-setup clean help
+.PHONY: setup demo test test-gpu onnx calib engines bench bench-overhead bench-nets bench-stream jetson-setup clean help
 
 help:
 	@echo "make demo      generate → train → evaluate → export → FP16/INT8 → compare, on the CPU ($(RUN)/)"

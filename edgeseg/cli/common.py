@@ -81,3 +81,17 @@ def print_json(obj: Any) -> None:
     from edgeseg.artifacts import _json_default
 
     typer.echo(json.dumps(obj, indent=2, default=_json_default))
+
+
+def emit_report(report: dict[str, Any], tables: list[Any], json_out: str | None) -> None:
+    """Tables for people, the report as JSON for machines: ``--json -`` puts the JSON on stdout (the tables
+    go to stderr then), ``--json FILE`` writes it atomically, no ``--json`` prints the tables alone."""
+    from edgeseg.artifacts import write_json
+
+    for table in tables:
+        (err_console if json_out == "-" else console).print(table)
+    if json_out == "-":
+        print_json(report)
+    elif json_out:
+        write_json(json_out, report)
+        console.print(f"report written to {json_out}", highlight=False, soft_wrap=True)

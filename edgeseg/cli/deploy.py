@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 import typer
 
-from edgeseg.cli.common import console, err_console, parse_int_list, print_json, progress_bar, user_errors
+from edgeseg.cli.common import console, emit_report, parse_int_list, progress_bar, user_errors
 from edgeseg.errors import EdgesegError
 
 _EXPORT_EPILOG = """\
@@ -165,20 +165,14 @@ def compare(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """One table across precisions: Dice, defect recall, FP blobs, escape/overkill, agreement with the reference."""
-    from edgeseg.artifacts import environment, write_json
+    from edgeseg.artifacts import environment
     from edgeseg.compare import compare as run_compare
 
     options = {"intra_op_num_threads": threads} if threads else {}
     with progress_bar("compare", enabled=not quiet) as progress:
         report = run_compare(models, data, batch_size, options, progress)
     report.update(command=sys.argv, environment=environment())
-    for table in _tables(report["rows"]):
-        (err_console if json_out == "-" else console).print(table)
-    if json_out == "-":
-        print_json(report)
-    elif json_out:
-        write_json(json_out, report)
-        console.print(f"report written to {json_out}", highlight=False, soft_wrap=True)
+    emit_report(report, _tables(report["rows"]), json_out)
 
 
 def _choice(value: str, enum, option: str):

@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import typer
 
-from edgeseg.cli.common import console, err_console, print_json, progress_bar, user_errors
+from edgeseg.cli.common import console, emit_report, progress_bar, user_errors
 from edgeseg.errors import BadInput
 
 _EVAL_EPILOG = """\
@@ -86,7 +86,7 @@ def eval_(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Score models on labelled datasets: pixel Dice/IoU, defect recall, false blobs, escapes, overkill."""
-    from edgeseg.artifacts import environment, write_json
+    from edgeseg.artifacts import environment
     from edgeseg.data.dataset import load_dataset
     from edgeseg.evaluate import evaluate, model_mask_rule, model_threshold
     from edgeseg.postprocess import MaskRule
@@ -106,13 +106,7 @@ def eval_(
                 if isinstance(getattr(runner, "config", None), dict):
                     r["runner_config"] = runner.config
                 results.append(r)
-    report = {"results": results, "command": sys.argv, "environment": environment()}
-    (err_console if json_out == "-" else console).print(_table(results))
-    if json_out == "-":
-        print_json(report)
-    elif json_out:
-        write_json(json_out, report)
-        console.print(f"report written to {json_out}", highlight=False, soft_wrap=True)
+    emit_report({"results": results, "command": sys.argv, "environment": environment()}, [_table(results)], json_out)
 
 
 @user_errors
@@ -212,7 +206,7 @@ def detectability(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """How visible the defects are to any mean-shift detector: the recall each false-alarm rate allows."""
-    from edgeseg.artifacts import environment, write_json
+    from edgeseg.artifacts import environment
     from edgeseg.data.dataset import load_dataset
     from edgeseg.detectability import assess
 
@@ -220,12 +214,7 @@ def detectability(
     with progress_bar("detectability", enabled=not quiet) as progress:
         report = assess(defects, clean, progress=progress)
     report.update(command=sys.argv, environment=environment())
-    (err_console if json_out == "-" else console).print(_detect_table(report))
-    if json_out == "-":
-        print_json(report)
-    elif json_out:
-        write_json(json_out, report)
-        console.print(f"report written to {json_out}", highlight=False, soft_wrap=True)
+    emit_report(report, [_detect_table(report)], json_out)
 
 
 def register(app: typer.Typer) -> None:
