@@ -101,6 +101,12 @@ def _budget_level(z: np.ndarray, null: np.ndarray, budget: float) -> dict[str, f
     return {"z": t, "defect_share": float(np.mean(z > t))}
 
 
+def _target_level(z: np.ndarray, null: np.ndarray, recall: float) -> dict[str, float]:
+    # The highest level that keeps ``recall`` of the defects at or above it, and the good images noise takes there.
+    t = float(np.quantile(z, 1.0 - recall, method="lower"))
+    return {"z": t, "good_image_share": float(np.mean(null >= t))}
+
+
 def assess(defects: Dataset, good: Dataset, levels: Sequence[float] = LEVELS, budgets: Sequence[float] = BUDGETS,
            targets: Sequence[float] = TARGETS, progress: Progress = silent) -> dict[str, Any]:
     """The detectability report of ``defects`` against the noise of ``good`` (defect-free images of the same
@@ -139,8 +145,7 @@ def assess(defects: Dataset, good: Dataset, levels: Sequence[float] = LEVELS, bu
         "budgets": [{"good_image_share": float(b), **_budget_level(z, null, b)} for b in budgets],
         # The level a recall target needs (its missing share of footprint z lies below it), and how many
         # good images noise alone takes over that level.
-        "targets": [{"recall": float(r), "z": float(np.quantile(z, 1.0 - r, method="lower")),
-                     "good_image_share": float(np.mean(null >= np.quantile(z, 1.0 - r, method="lower")))} for r in targets],
+        "targets": [{"recall": float(r), **_target_level(z, null, r)} for r in targets],
         "footprint_z": z.tolist(),
         "scan_max": null.tolist(),
     }
