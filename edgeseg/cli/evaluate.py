@@ -171,9 +171,8 @@ Example:
 
   edgeseg detectability --data data/seed --good data/good --json runs/seed.detectability.json
 
-Per defect, its footprint z (contrast x sqrt(pixels) / noise sigma, on a fitted background); per good image, the
-largest box z that noise alone reaches at the defects' sizes. A recall target needs a detector that fires at the
-z below which its missing share of defects lies; the table shows how many good images noise takes over that z.
+Per defect, its footprint z (contrast x sqrt(pixels) / noise sigma, on a fitted background); per good image, the largest box z that noise alone reaches at the defects' sizes.
+A recall target needs a detector that fires down to the z below which its missing share of defects lies; the table shows how many good images noise alone takes over that z.
 """
 
 
