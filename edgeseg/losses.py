@@ -183,6 +183,35 @@ class HardNegatives(Loss):
         return "hardneg" if (self.k, self.margin) == (64, 4) else f"hardneg:k={self.k},margin={self.margin}"
 
 
+class HardPositives(Loss):
+    """Mean −log p over each image's ``k`` least confident *defect-interior* pixels (the defect eroded by
+    ``erode`` px), averaged over the batch; the mirror image of :class:`HardNegatives`.
+
+    A faint or thin defect the net half-sees leaves a few low-probability pixels inside it, which BCE
+    averages away and Dice weighs against the whole defect; this term charges them. An image with fewer
+    interior pixels than ``k`` (or none) fills the rest with zero cost. The erosion keeps label rims out.
+    Beside ``hardneg`` it is the largest recall gain measured so far, but it widens the probability around
+    defects, so hysteresis to 0.2 bloats masks: it needs its own mask rule (docs/STUDY.md, fifth session).
+    Not in the default loss.
+    """
+
+    def __init__(self, k: float = 32, erode: float = 1):
+        if k < 1 or erode < 0:
+            raise EdgesegError(f"hardpos: k must be >= 1 and erode >= 0, got k={k:g}, erode={erode:g}")
+        self.k, self.erode = int(k), int(erode)
+
+    def call(self, y_true, y_pred):
+        ops = _ops()
+        inner = -ops.max_pool(-y_true, 2 * self.erode + 1, strides=1, padding="same") if self.erode else y_true
+        miss = (1.0 - ops.clip(y_pred, _EPS, 1.0 - _EPS)) * inner
+        top, _ = ops.top_k(ops.reshape(miss, (ops.shape(miss)[0], -1)), self.k)
+        return -ops.mean(ops.log(1.0 - top))
+
+    @property
+    def spec(self) -> str:
+        return "hardpos" if (self.k, self.erode) == (32, 1) else f"hardpos:k={self.k},erode={self.erode}"
+
+
 class Scheduled(Loss):
     """Stage losses switched by epoch: ``[(0, BCE()), (5, BCE() + Dice())]``.
 
@@ -234,6 +263,7 @@ LOSSES: dict[str, tuple[type[Loss], dict[str, Any]]] = {
     "focal": (Focal, {}),
     "tversky": (Tversky, {"alpha": 0.3}),
     "hardneg": (HardNegatives, {}),
+    "hardpos": (HardPositives, {}),
 }
 
 _TERM = re.compile(r"^\s*(?:(?P<w>[0-9]*\.?[0-9]+(?:e-?[0-9]+)?)\s*\*\s*)?(?P<name>[a-z_]+)(?::(?P<args>.*))?\s*$")

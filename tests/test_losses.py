@@ -82,6 +82,22 @@ def test_hardneg_charges_the_most_confident_background_pixels_only():
     assert L.parse("hardneg:k=16").spec == "hardneg:k=16,margin=4"
 
 
+def test_hardpos_charges_the_least_confident_defect_interior_pixels_only():
+    y = np.zeros((2, 16, 16, 1), np.float32)
+    y[0, 4:9, 4:9] = 1  # 5×5 defect: a 3×3 interior once eroded by 1 px
+    p = np.full_like(y, 0.99)
+    p[0, 4, 4] = 0.01  # a missed rim pixel: not charged
+    p[0, 6, 6] = 0.2  # a half-seen interior pixel
+    p[1] = 0.01  # a defect-free image: nothing inside to charge, zero cost
+    # Top 2 interior misses: image 0 the 0.2 pixel and one at 0.99; image 1 none (two zero-cost slots).
+    expected = -(math.log(0.2) + math.log(0.99)) / 4
+    assert value(L.HardPositives(k=2, erode=1), y, p) == pytest.approx(expected, rel=1e-5)
+    # Without the erosion the missed rim pixel is charged too.
+    assert value(L.HardPositives(k=2, erode=0), y, p) > expected + 0.5
+    assert L.parse("bce+dice+0.5*hardneg+0.25*hardpos").spec == "bce+dice+0.5*hardneg+0.25*hardpos"
+    assert L.parse("hardpos:k=8").spec == "hardpos:k=8,erode=1"
+
+
 def test_parse_specs():
     y = _pair()
     p = np.random.default_rng(2).uniform(0.05, 0.95, y.shape).astype(np.float32)
@@ -94,8 +110,9 @@ def test_parse_specs():
 
 
 @pytest.mark.parametrize("spec,message", [
-    ("hinge", "unknown loss 'hinge': choose one of bce, wbce, dice, focal, tversky, hardneg"),
+    ("hinge", "unknown loss 'hinge': choose one of bce, wbce, dice, focal, tversky, hardneg, hardpos"),
     ("hardneg:k=0", "hardneg: k must be >= 1"),
+    ("hardpos:erode=-1", "hardpos: k must be >= 1 and erode >= 0"),
     ("focal:colour=2", "loss 'focal' takes gamma, alpha"),
     ("bce@1,dice@5", "must start at epoch 0"),
     ("bce@0,dice", "has no @EPOCH"),

@@ -26,8 +26,9 @@ Examples:
   Continue an interrupted run:  edgeseg train --out runs/demo --resume
 
 Losses: bce, wbce (pos_weight), dice, focal (gamma, alpha), tversky (alpha, beta), hardneg (k, margin: the
-k most confident background pixels of each image); combine with + and weights (0.5*bce+dice), arguments
-after a colon (focal:gamma=2), stages with @EPOCH (bce@0,dice@5).
+k most confident background pixels of each image), hardpos (k, erode: the k least confident defect-interior
+pixels); combine with + and weights (0.5*bce+dice), arguments after a colon (focal:gamma=2), stages with
+@EPOCH (bce@0,dice@5).
 """
 
 
