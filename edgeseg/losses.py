@@ -154,6 +154,13 @@ class Tversky(Loss):
         return f"tversky:alpha={self.alpha:g},beta={self.beta:g}"
 
 
+def _top_k_cost(error, k: int):
+    """Mean −log(1 − e) over each image's ``k`` largest errors ``e`` (N, H, W, 1) in [0, 1), over the batch."""
+    ops = _ops()
+    top, _ = ops.top_k(ops.reshape(error, (ops.shape(error)[0], -1)), k)
+    return -ops.mean(ops.log(1.0 - top))
+
+
 class HardNegatives(Loss):
     """Mean −log(1 − p) over each image's ``k`` most confident *background* pixels (those more than ``margin``
     px from any defect), averaged over the batch.
@@ -174,9 +181,7 @@ class HardNegatives(Loss):
     def call(self, y_true, y_pred):
         ops = _ops()
         near = ops.max_pool(y_true, 2 * self.margin + 1, strides=1, padding="same") if self.margin else y_true
-        p = ops.clip(y_pred, _EPS, 1.0 - _EPS) * (1.0 - near)
-        top, _ = ops.top_k(ops.reshape(p, (ops.shape(p)[0], -1)), self.k)
-        return -ops.mean(ops.log(1.0 - top))
+        return _top_k_cost(ops.clip(y_pred, _EPS, 1.0 - _EPS) * (1.0 - near), self.k)
 
     @property
     def spec(self) -> str:
@@ -203,9 +208,7 @@ class HardPositives(Loss):
     def call(self, y_true, y_pred):
         ops = _ops()
         inner = -ops.max_pool(-y_true, 2 * self.erode + 1, strides=1, padding="same") if self.erode else y_true
-        miss = (1.0 - ops.clip(y_pred, _EPS, 1.0 - _EPS)) * inner
-        top, _ = ops.top_k(ops.reshape(miss, (ops.shape(miss)[0], -1)), self.k)
-        return -ops.mean(ops.log(1.0 - top))
+        return _top_k_cost((1.0 - ops.clip(y_pred, _EPS, 1.0 - _EPS)) * inner, self.k)
 
     @property
     def spec(self) -> str:
