@@ -1,8 +1,8 @@
 """What each precision costs: one model in several forms (Keras FP32, ONNX FP32/FP16/INT8, TensorRT engines)
 scored side by side on the same labelled sets, the first model being the reference.
 
-For every (model, dataset): the inspection metrics at the model's own threshold (its manifest's F1-best one,
-copied from the Keras model through export and quantization), the F1-best threshold recomputed on these
+For every (model, dataset): the inspection metrics at the model's own threshold (its manifest's operating
+point, fitted in training and copied from the Keras model through export and quantization), the F1-best threshold recomputed on these
 predictions (does INT8 move the operating point?), and agreement with the reference — IoU of the binary
 masks each produces at its own threshold and mask rule, max and mean |Δprob|.
 

@@ -63,7 +63,7 @@ def _manifest_value(model: str | Path, key: str) -> tuple[Any, Path | None]:
 
 
 def model_threshold(model: str | Path) -> tuple[float, str]:
-    """The model's F1-best threshold from its manifest and where it came from.
+    """The model's own threshold (the operating point fitted in training) from its manifest, and where it came from.
 
     ``classical`` (and a model without a manifest or a ``threshold`` key) gets (0.5, "default").
     """

@@ -3,7 +3,8 @@
     loss = BCE() + 0.5 * Dice()
     loss = parse("0.5*bce+dice")                 # same thing from a CLI string
     loss = parse("bce@0,bce+dice@5,dice@20")     # a schedule: switches at the start of epochs 5 and 20
-    loss = parse("bce+dice+0.5*hardneg")         # the default: + the most confident background pixels
+    loss = parse("bce+dice+0.5*hardneg+0.25*hardpos")  # the default: + the most confident background pixels
+                                                       #   and the least confident defect pixels
 
 Every loss is a callable ``(y_true, y_pred) -> scalar`` over (N, H, W, 1) masks and sigmoid probabilities,
 usable directly as Keras' ``compile(loss=...)``. A schedule computes all its stages and selects one with a
@@ -196,8 +197,9 @@ class HardPositives(Loss):
     averages away and Dice weighs against the whole defect; this term charges them. An image with fewer
     interior pixels than ``k`` (or none) fills the rest with zero cost. The erosion keeps label rims out.
     Beside ``hardneg`` it is the largest recall gain measured so far, but it widens the probability around
-    defects, so hysteresis to 0.2 bloats masks: it needs its own mask rule (docs/STUDY.md, fifth session).
-    Not in the default loss.
+    defects, so hysteresis to 0.2 bloats masks and the F1-best threshold lets through false blobs: it works
+    with the operating point fitted under a false-alarm budget (:mod:`edgeseg.operating`). In the default
+    loss since the sixth session (docs/STUDY.md).
     """
 
     def __init__(self, k: float = 32, erode: float = 1):

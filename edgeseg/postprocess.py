@@ -9,7 +9,8 @@ speck of noise that passes the threshold by itself. The rule that fixes both is 
 * **minimum area** — blobs with fewer than ``min_area`` pixels ≥ ``threshold`` are dropped (the seed's
   smallest defect is 8×8 = 64 px; a speck under half of that is noise, not a defect we can localise).
 
-The rule travels with the model (its manifest's ``mask_rule``, copied through export and quantization), so
+``edgeseg train`` fits the rule and its threshold under a false-alarm budget (:mod:`edgeseg.operating`). The
+rule travels with the model (its manifest's ``mask_rule``, copied through export and quantization), so
 ``eval``, ``predict`` and ``compare`` (whose report feeds ``bench``'s accuracy columns) turn probabilities
 into masks the same way. The streaming benchmark's consumer still thresholds only: it counts masks, it does not
 score them.
@@ -76,7 +77,3 @@ class MaskRule:
         except (TypeError, ValueError):
             raise EdgesegError(f"mask rule: expected {{'grow': float|null, 'min_area': int}}, got {d!r}") from None
 
-
-#: What ``edgeseg train`` records for new models (docs/STUDY.md: on held-out sets it keeps recall and cuts
-#: false blobs to ≤ 0.01 per image; growing to 0.2 recovers faint defects found with < 30 % of their pixels).
-DEFAULT_RULE = MaskRule(grow=0.2, min_area=32)

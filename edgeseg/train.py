@@ -3,9 +3,10 @@
 What a run leaves in ``out_dir``:
 
 * ``model.keras`` — the best checkpoint by validation Dice, saved uncompiled, and ``model.keras.json``,
-  its manifest: the training config, the network (name, params, FLOPs/image), ``threshold`` (the pixel
-  threshold maximising F1 on the validation set), ``mask_rule`` (hysteresis and minimum blob,
-  :mod:`edgeseg.postprocess`), the validation metrics there, and the wall time;
+  its manifest: the training config, the network (name, params, FLOPs/image), its operating point
+  (``threshold`` and ``mask_rule``: the threshold and rule with the best recall + Dice within the false-alarm
+  budget ``fa_budget`` on a fitting set, :mod:`edgeseg.operating`; the whole sweep under
+  ``operating_point``), the validation metrics at the F1-best threshold, and the wall time;
 * ``history.json`` — per-epoch loss, validation Dice/recall/FP blobs, contrast range and loss stage;
 * ``checkpoint/`` — last weights, best weights, optimizer state and the epoch/history, rewritten
   atomically after every epoch so ``resume=True`` continues at the next epoch after an interruption.
@@ -38,7 +39,7 @@ class TrainConfig:
 
     model: str = "inline"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
-    loss: str = "bce+dice+0.5*hardneg"
+    loss: str = "bce+dice+0.5*hardneg+0.25*hardpos"
     epochs: int = 40
     steps_per_epoch: int = 150
     batch_size: int = 8
@@ -51,6 +52,8 @@ class TrainConfig:
     patience: int = 8
     val_count: int = 128
     val_seed: int = 90_001
+    fa_budget: float = 0.005  # false blobs per image the fitted operating point may cost (edgeseg.operating)
+    fit_count: int = 500  # defect images, and as many defect-free ones, the operating point is fitted on
     workers: int = 1  # data-generation threads; every batch is seeded by (seed, epoch, index), so results do not depend on it
 
     def to_dict(self) -> dict[str, Any]:
@@ -71,9 +74,11 @@ def check(cfg: TrainConfig) -> None:
     import edgeseg.models as models
     from edgeseg import losses
 
-    for name in ("epochs", "steps_per_epoch", "batch_size", "val_count", "patience", "workers"):
+    for name in ("epochs", "steps_per_epoch", "batch_size", "val_count", "patience", "workers", "fit_count"):
         if getattr(cfg, name) < 1:
             raise EdgesegError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
+    if not 0.0 <= cfg.fa_budget < 1.0:
+        raise EdgesegError(f"--fa-budget must be in [0, 1) false blobs per image, got {cfg.fa_budget}")
     models.build(cfg.model, **cfg.model_kwargs)  # unknown names and arguments fail here, in a fraction of a second
     losses.parse(cfg.loss)
     _synth_config(cfg)
@@ -95,6 +100,20 @@ def _evaluate(model, val_x: np.ndarray, truth) -> dict[str, Any]:
     m = compute(probs, truth, threshold=t)
     return {"threshold": t, "dice": m["dice"], "defect_recall": m["defect_recall"],
             "fp_blobs_per_image": m["fp_blobs_per_image"], "overkill_rate": m["overkill_rate"]}
+
+
+def _fit_operating_point(model, cfg: TrainConfig) -> dict[str, Any]:
+    """The manifest's ``operating_point``: the chosen point, whether it is within budget, and the sweep."""
+    from edgeseg import operating
+    from edgeseg.metrics import GroundTruth
+    from edgeseg.trainer_data import fitting_set
+
+    defect, masks, good = fitting_set(cfg.val_seed, cfg.fit_count)
+    points = operating.sweep(_predict(model, defect), GroundTruth.from_masks(masks), _predict(model, good))
+    best, within = operating.choose(points, cfg.fa_budget)
+    return {"budget": cfg.fa_budget, "within_budget": within, "chosen": best.to_dict(),
+            "fitting_set": {"defect_images": cfg.fit_count, "good_images": cfg.fit_count, "seed": [cfg.val_seed, 1]},
+            "sweep": [p.to_dict() for p in points]}
 
 
 class _Checkpoint:
@@ -237,9 +256,9 @@ def finish(out: str | Path) -> dict[str, Any]:
 
 
 def _finish(cfg: TrainConfig, out: Path, ckpt: _Checkpoint, state: dict[str, Any], val_x, truth) -> dict[str, Any]:
-    """Reload the best weights into a fresh, uncompiled model; save it with its manifest and history."""
+    """Reload the best weights into a fresh, uncompiled model, fit its operating point; save it with its
+    manifest and history."""
     import edgeseg.models as models
-    from edgeseg.postprocess import DEFAULT_RULE  # here, not at the top: it brings OpenCV into every CLI start
 
     best = models.build(cfg.model, **cfg.model_kwargs)
     with warnings.catch_warnings():
@@ -247,6 +266,8 @@ def _finish(cfg: TrainConfig, out: Path, ckpt: _Checkpoint, state: dict[str, Any
         warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
         best.load_weights(ckpt.best if ckpt.best.is_file() else ckpt.last)
     val = _evaluate(best, val_x, truth)
+    point = _fit_operating_point(best, cfg)
+    threshold, rule = point["chosen"]["threshold"], point["chosen"]["mask_rule"]
     path = out / "model.keras"
     with atomic_path(path, suffix=".keras") as tmp:
         best.save(tmp)
@@ -254,8 +275,8 @@ def _finish(cfg: TrainConfig, out: Path, ckpt: _Checkpoint, state: dict[str, Any
     info = models.describe(best, cfg.model)
     training = {"epochs_run": state["epoch"], "best_epoch": state["best_epoch"],
                 "stopped_early": state["epoch"] < cfg.epochs, "wall_s": round(state["wall_s"], 1)}
-    write_manifest(path, "model", config=cfg.to_dict(), model=info, threshold=val["threshold"],
-                   mask_rule=DEFAULT_RULE.to_dict(), validation={**val, "count": cfg.val_count, "seed": cfg.val_seed},
+    write_manifest(path, "model", config=cfg.to_dict(), model=info, threshold=threshold, mask_rule=rule,
+                   operating_point=point, validation={**val, "count": cfg.val_count, "seed": cfg.val_seed},
                    training=training)
-    return {"model": info, "threshold": val["threshold"], "validation": val, "training": training,
-            "path": str(path)}
+    return {"model": info, "threshold": threshold, "mask_rule": rule, "operating_point": point["chosen"],
+            "within_budget": point["within_budget"], "validation": val, "training": training, "path": str(path)}

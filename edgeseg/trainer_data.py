@@ -5,7 +5,9 @@ Training never sees the same image twice — every batch is drawn from the gener
 (seed, epoch, batch index), so runs are reproducible, a resumed run draws exactly what the uninterrupted
 run would have, and the network cannot overfit a fixed set. The validation set is drawn once, from the
 *evaluation-like* distribution (the seed's contrast 3, with Gaussian noise and elliptical defects mixed in)
-and its own seed, so checkpoints are chosen on the task we are judged on, not on the training recipe.
+and its own seed, so checkpoints are chosen on the task we are judged on, not on the training recipe. The
+fitting set (defect images and as many defect-free ones, same distribution, its own seed) is what the trained
+network's threshold and mask rule are fitted on under a false-alarm budget.
 """
 
 from __future__ import annotations
@@ -68,3 +70,14 @@ def validation_set(seed: int, count: int, image_size: int = 256) -> tuple[np.nda
     """(images (N, S, S, 1) float32, masks (N, S, S) uint8), drawn once from :func:`validation_config`."""
     images, masks = generate_batch(np.random.default_rng(seed), validation_config(image_size), count)
     return images[..., None].astype(np.float32), masks
+
+
+def fitting_set(seed: int, count: int, image_size: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(defect images (N, S, S, 1) float32, their masks (N, S, S) uint8, defect-free images (N, S, S, 1)
+    float32): ``count`` of each from :func:`validation_config`, for fitting the operating point
+    (:mod:`edgeseg.operating`); seeded apart from the validation set."""
+    cfg = validation_config(image_size)
+    rng = np.random.default_rng([seed, 1])
+    defect, masks = generate_batch(rng, cfg.replace(good_fraction=0.0), count)
+    good, _ = generate_batch(rng, cfg.replace(good_fraction=1.0), count)
+    return defect[..., None].astype(np.float32), masks, good[..., None].astype(np.float32)

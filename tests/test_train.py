@@ -15,11 +15,12 @@ from typer.testing import CliRunner  # noqa: E402
 from edgeseg.artifacts import read_json  # noqa: E402
 from edgeseg.cli.app import app  # noqa: E402
 from edgeseg.errors import EdgesegError  # noqa: E402
+from edgeseg.operating import CANDIDATE_RULES, THRESHOLDS  # noqa: E402
 from edgeseg.train import TrainConfig, train  # noqa: E402
 
 # Contrast 20 (a curriculum pinned there) makes the task easy enough to learn in a few dozen steps.
 TINY = dict(model="inline", model_kwargs={"width": 4, "stem": 8}, epochs=2, steps_per_epoch=12, batch_size=8,
-            crop=64, curriculum="20:20:1", val_count=4, learning_rate=1e-2)
+            crop=64, curriculum="20:20:1", val_count=4, fit_count=4, learning_rate=1e-2)
 
 
 @pytest.mark.slow
@@ -34,7 +35,13 @@ def test_tiny_training_learns_and_writes_complete_artifacts(tmp_path):
     assert manifest["config"]["model"] == "inline" and manifest["config"]["model_kwargs"] == {"width": 4, "stem": 8}
     assert manifest["model"]["params"] > 0 and manifest["model"]["flops_per_image"] > 0
     assert 0 < manifest["threshold"] < 1 and manifest["threshold"] == result["threshold"]
-    assert manifest["mask_rule"] == {"grow": 0.2, "min_area": 32}  # eval/predict/compare apply it
+    # The operating point (eval/predict/compare apply it) is the sweep's choice, recorded with the whole sweep.
+    point = manifest["operating_point"]
+    assert point["chosen"]["threshold"] == manifest["threshold"] and point["chosen"]["mask_rule"] == manifest["mask_rule"]
+    assert manifest["mask_rule"] in [r.to_dict() for r in CANDIDATE_RULES]
+    assert point["budget"] == 0.005 and point["fitting_set"]["defect_images"] == 4
+    assert point["chosen"] in point["sweep"] and len(point["sweep"]) == len(CANDIDATE_RULES) * len(THRESHOLDS)
+    assert result["mask_rule"] == manifest["mask_rule"]
     assert manifest["training"]["wall_s"] > 0
 
     import keras
@@ -81,7 +88,7 @@ def test_cli_resume_continues_at_the_next_epoch(tmp_path):
     runner = CliRunner()
     args = ["train", "--out", str(tmp_path), "--model-arg", "width=4", "--model-arg", "stem=8", "--crop", "64",
             "--steps-per-epoch", "6", "--batch-size", "4", "--curriculum", "20:20:1", "--val-count", "8",
-            "--loss", "bce@0,bce+dice@1", "-q"]
+            "--fit-count", "8", "--loss", "bce@0,bce+dice@1", "-q"]
     first = runner.invoke(app, args + ["--epochs", "1"])
     assert first.exit_code == 0, first.output
     epoch0 = json.loads((tmp_path / "history.json").read_text())
@@ -106,6 +113,8 @@ def test_cli_resume_continues_at_the_next_epoch(tmp_path):
     (["--crop", "50"], "--crop must be a multiple of 8"),
     (["--resume"], "nothing to resume"),
     (["--workers", "0"], "--workers must be at least 1"),
+    (["--fit-count", "0"], "--fit-count must be at least 1"),
+    (["--fa-budget", "-0.1"], "--fa-budget must be in [0, 1)"),
 ])
 def test_cli_bad_options_are_one_line_errors(tmp_path, args, message):
     result = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "run"), "-q", "--epochs", "1",

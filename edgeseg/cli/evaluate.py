@@ -18,7 +18,7 @@ Examples:
 
   edgeseg eval --model runs/demo/model.int8.onnx --data data/seed --json runs/demo/int8.json
 
-Each model is scored at threshold 0.5 and at its F1-best threshold from its manifest (classical: 0.5); the table shows one row for each.
+Each model is scored at threshold 0.5 and at its own threshold from its manifest (the operating point 'edgeseg train' fitted under its false-alarm budget; classical: 0.5); the table shows one row for each.
 Masks follow the model's mask rule from its manifest (hysteresis down to 'grow', blobs with at least 'min_area' pixels over the threshold); --raw scores the threshold alone.
 """
 
@@ -43,12 +43,12 @@ def _by_contrast(m: dict) -> str:
 
 
 def _table(results: list[dict]):
-    """Two rows per (model, data): at threshold 0.5 and at the model's F1-best threshold."""
+    """Two rows per (model, data): at threshold 0.5 and at the model's own threshold."""
     from rich import box
     from rich.table import Table
 
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
-                  caption="thr*: the model's F1-best threshold (manifest or --threshold); recall: defects found "
+                  caption="thr*: the model's own threshold (manifest or --threshold); recall: defects found "
                           "(>= 30 % of pixels); FP/img: false blobs >= 16 px per image; escape/overkill: % of "
                           "defective/good images; all metrics in --json")
     # IoU, pixel precision/recall and the size breakdown are in the JSON; the table keeps what decides.
@@ -77,7 +77,7 @@ def eval_(
     model: list[str] = typer.Option(..., "--model", help="A model file (.keras, .onnx, .engine) or 'classical'; repeatable."),
     data: list[Path] = typer.Option(..., "--data", help="A labelled dataset folder; repeatable."),
     threshold: Optional[float] = typer.Option(
-        None, min=0.0, max=1.0, help="Use this threshold instead of the manifest's F1-best one ('best' column)."),
+        None, min=0.0, max=1.0, help="Use this threshold instead of the manifest's own one ('best' column)."),
     batch_size: int = typer.Option(16, min=1, help="Images per inference call."),
     mask_rule: bool = typer.Option(
         True, "--mask-rule/--raw",
@@ -115,7 +115,7 @@ def predict(
     input: Path = typer.Option(..., "--input", help="Folder of images (ours or the seed's layout; labels optional)."),
     out: Path = typer.Option(..., "--out", help="Output folder: one 0/255 mask PNG per image; replaced atomically."),
     threshold: Optional[float] = typer.Option(
-        None, min=0.0, max=1.0, help="Mask threshold (default: the model's F1-best threshold from its manifest)."),
+        None, min=0.0, max=1.0, help="Mask threshold (default: the model's own threshold from its manifest)."),
     triptych: bool = typer.Option(False, "--triptych", help="Also write OUT/triptych/<name>.png: image | truth | prediction."),
     limit: Optional[int] = typer.Option(None, min=1, help="Only the first N images (natural order)."),
     batch_size: int = typer.Option(16, min=1, help="Images per inference call."),

@@ -25,6 +25,12 @@ Examples:
 
   Continue an interrupted run:  edgeseg train --out runs/demo --resume
 
+  A line that affords one false alarm in 1,000 images:  edgeseg train --fa-budget 0.001 --out runs/strict
+
+After training, the threshold and mask rule are fitted on fresh images (--fit-count with defects, as many
+without): the point with the best defect recall + Dice whose false blobs per image stay within --fa-budget.
+eval, predict, compare and the exported models use it.
+
 Losses: bce, wbce (pos_weight), dice, focal (gamma, alpha), tversky (alpha, beta), hardneg (k, margin: the
 k most confident background pixels of each image), hardpos (k, erode: the k least confident defect-interior
 pixels); combine with + and weights (0.5*bce+dice), arguments after a colon (focal:gamma=2), stages with
@@ -64,6 +70,8 @@ def train(
     augment: bool = typer.Option(_D.augment, "--augment/--no-augment", help="Flips, gain, gamma, extra noise."),
     patience: int = typer.Option(_D.patience, help="Stop after this many epochs without a better validation Dice."),
     val_count: int = typer.Option(_D.val_count, help="Validation images (fixed set, 256², evaluation-like distribution)."),
+    fa_budget: float = typer.Option(_D.fa_budget, help="False blobs per image the fitted threshold and mask rule may cost (on a fitting set of --fit-count defect and as many defect-free images)."),
+    fit_count: int = typer.Option(_D.fit_count, help="Defect images (and as many defect-free ones) the operating point is fitted on."),
     workers: int = typer.Option(_D.workers, help="Threads drawing training batches (a GPU host wants several; the results do not change)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the checkpoint in --out at its next epoch."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -74,7 +82,8 @@ def train(
     cfg = TrainConfig(model=model, model_kwargs=_parse_model_args(model_arg or []), loss=loss, epochs=epochs,
                       steps_per_epoch=steps_per_epoch, batch_size=batch_size, crop=crop,
                       learning_rate=learning_rate, seed=seed, preset=preset, curriculum=curriculum,
-                      augment=augment, patience=patience, val_count=val_count, workers=workers)
+                      augment=augment, patience=patience, val_count=val_count, fa_budget=fa_budget,
+                      fit_count=fit_count, workers=workers)
     check(cfg)
     with progress_bar("train", enabled=not quiet) as progress:
         result = run(cfg, out, resume=resume, progress=progress)
@@ -84,6 +93,14 @@ def train(
         f"GFLOP/image), best epoch {tr['best_epoch'] + 1 if tr['best_epoch'] is not None else '-'} of "
         f"{tr['epochs_run']}, {tr['wall_s']:.0f} s; validation at threshold {val['threshold']:.3f}: "
         f"Dice {val['dice']:.3f}, recall {val['defect_recall']:.3f}, FP/img {val['fp_blobs_per_image']:.2f}",
+        highlight=False,
+    )
+    op, rule = result["operating_point"], result["mask_rule"]
+    growth = f"hysteresis from {rule['grow']}" if rule["grow"] is not None else "no hysteresis"
+    console.print(
+        f"operating point: threshold {op['threshold']:.2f}, {growth}, blobs >= {rule['min_area']} px; on the fitting "
+        f"set Dice {op['dice']:.3f}, recall {op['defect_recall']:.3f}, FP/img {op['fp_blobs_per_image']:.4f}"
+        + ("" if result["within_budget"] else f" [yellow](over the --fa-budget {cfg.fa_budget}: no point was within it)[/]"),
         highlight=False,
     )
 
