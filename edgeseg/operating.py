@@ -13,18 +13,24 @@ and defect-free images — by sweeping thresholds and candidate rules:
 * when no point is within budget, the one with the fewest false blobs wins, and the result says so.
 
     points = sweep(defect_probs, GroundTruth.from_masks(masks), good_probs)
-    best = choose(points, budget=0.005)
+    best, within_budget = choose(points, budget=0.005)
     best.threshold, best.rule            # what the manifest records; eval/predict/compare apply them
+
+    fit(lambda images: predict_probs(runner, images), budget=0.005)   # all of it, on a fresh fitting set
+
+``edgeseg train`` fits every new model this way; ``edgeseg operating-point`` refits a saved one for another
+budget, or a quantized one for its own probabilities.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from edgeseg.data.synth import generate_batch, validation_config
 from edgeseg.errors import EdgesegError
 from edgeseg.metrics import GroundTruth, score
 from edgeseg.postprocess import MaskRule
@@ -37,6 +43,8 @@ CANDIDATE_RULES: tuple[MaskRule, ...] = (MaskRule(grow=None, min_area=32), MaskR
 THRESHOLDS: tuple[float, ...] = tuple(round(0.30 + 0.05 * k, 2) for k in range(14))
 #: False blobs per image a line affords by default: one false alarm in 200 images.
 DEFAULT_BUDGET = 0.005
+#: The fitting set's default size (defect images, and as many defect-free ones) and seed.
+DEFAULT_COUNT, DEFAULT_SEED = 500, 90_001
 
 
 @dataclass(frozen=True)
@@ -88,3 +96,32 @@ def choose(points: Sequence[Point], budget: float = DEFAULT_BUDGET) -> tuple[Poi
     if within:
         return max(within, key=lambda p: (p.defect_recall + p.dice, p.threshold)), True
     return min(points, key=lambda p: (p.fp_blobs_per_image, -(p.defect_recall + p.dice))), False
+
+
+def fitting_set(seed: int = DEFAULT_SEED, count: int = DEFAULT_COUNT,
+                image_size: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(defect images (N, S, S) uint8, their masks (N, S, S) uint8, defect-free images (N, S, S) uint8):
+    ``count`` of each from the evaluation-like distribution (:func:`~edgeseg.data.synth.validation_config`),
+    drawn from rng ``[seed, 1]`` — apart from the validation set, which training draws from rng ``seed``."""
+    if count < 1:
+        raise EdgesegError(f"fitting set: count must be at least 1, got {count}")
+    cfg = validation_config(image_size)
+    rng = np.random.default_rng([seed, 1])
+    defect, masks = generate_batch(rng, cfg.replace(good_fraction=0.0), count)
+    good, _ = generate_batch(rng, cfg.replace(good_fraction=1.0), count)
+    return defect, masks, good
+
+
+def fit(predict: Callable[[np.ndarray], np.ndarray], budget: float = DEFAULT_BUDGET, count: int = DEFAULT_COUNT,
+        seed: int = DEFAULT_SEED) -> dict[str, Any]:
+    """Draw the fitting set, run ``predict`` ((N, H, W) uint8 images → (N, H, W) probabilities) on it, sweep
+    and choose. The result is a manifest's ``operating_point``: budget, within_budget, the chosen point, the
+    fitting set, and the whole sweep (so a reader can see what a stricter budget would cost)."""
+    if budget < 0:
+        raise EdgesegError(f"false-alarm budget must be >= 0, got {budget}")
+    defect, masks, good = fitting_set(seed, count)
+    points = sweep(predict(defect), GroundTruth.from_masks(masks), predict(good))
+    best, within = choose(points, budget)
+    return {"budget": budget, "within_budget": within, "chosen": best.to_dict(),
+            "fitting_set": {"defect_images": count, "good_images": count, "seed": [seed, 1]},
+            "sweep": [p.to_dict() for p in points]}

@@ -52,8 +52,11 @@ class TrainConfig:
     patience: int = 8
     val_count: int = 128
     val_seed: int = 90_001
-    fa_budget: float = 0.005  # false blobs per image the fitted operating point may cost (edgeseg.operating)
-    fit_count: int = 500  # defect images, and as many defect-free ones, the operating point is fitted on
+    # The operating point (edgeseg.operating; its DEFAULT_BUDGET and DEFAULT_COUNT, kept equal by a test, are
+    # not imported here: that would bring OpenCV into every CLI start): the false blobs per image it may cost,
+    # and how many defect images (and as many defect-free ones) it is fitted on.
+    fa_budget: float = 0.005
+    fit_count: int = 500
     workers: int = 1  # data-generation threads; every batch is seeded by (seed, epoch, index), so results do not depend on it
 
     def to_dict(self) -> dict[str, Any]:
@@ -100,20 +103,6 @@ def _evaluate(model, val_x: np.ndarray, truth) -> dict[str, Any]:
     m = compute(probs, truth, threshold=t)
     return {"threshold": t, "dice": m["dice"], "defect_recall": m["defect_recall"],
             "fp_blobs_per_image": m["fp_blobs_per_image"], "overkill_rate": m["overkill_rate"]}
-
-
-def _fit_operating_point(model, cfg: TrainConfig) -> dict[str, Any]:
-    """The manifest's ``operating_point``: the chosen point, whether it is within budget, and the sweep."""
-    from edgeseg import operating
-    from edgeseg.metrics import GroundTruth
-    from edgeseg.trainer_data import fitting_set
-
-    defect, masks, good = fitting_set(cfg.val_seed, cfg.fit_count)
-    points = operating.sweep(_predict(model, defect), GroundTruth.from_masks(masks), _predict(model, good))
-    best, within = operating.choose(points, cfg.fa_budget)
-    return {"budget": cfg.fa_budget, "within_budget": within, "chosen": best.to_dict(),
-            "fitting_set": {"defect_images": cfg.fit_count, "good_images": cfg.fit_count, "seed": [cfg.val_seed, 1]},
-            "sweep": [p.to_dict() for p in points]}
 
 
 class _Checkpoint:
@@ -259,6 +248,7 @@ def _finish(cfg: TrainConfig, out: Path, ckpt: _Checkpoint, state: dict[str, Any
     """Reload the best weights into a fresh, uncompiled model, fit its operating point; save it with its
     manifest and history."""
     import edgeseg.models as models
+    from edgeseg import operating
 
     best = models.build(cfg.model, **cfg.model_kwargs)
     with warnings.catch_warnings():
@@ -266,7 +256,8 @@ def _finish(cfg: TrainConfig, out: Path, ckpt: _Checkpoint, state: dict[str, Any
         warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
         best.load_weights(ckpt.best if ckpt.best.is_file() else ckpt.last)
     val = _evaluate(best, val_x, truth)
-    point = _fit_operating_point(best, cfg)
+    point = operating.fit(lambda images: _predict(best, images[..., None].astype(np.float32)), cfg.fa_budget,
+                          cfg.fit_count, cfg.val_seed)
     threshold, rule = point["chosen"]["threshold"], point["chosen"]["mask_rule"]
     path = out / "model.keras"
     with atomic_path(path, suffix=".keras") as tmp:

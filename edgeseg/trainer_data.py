@@ -5,9 +5,7 @@ Training never sees the same image twice — every batch is drawn from the gener
 (seed, epoch, batch index), so runs are reproducible, a resumed run draws exactly what the uninterrupted
 run would have, and the network cannot overfit a fixed set. The validation set is drawn once, from the
 *evaluation-like* distribution (the seed's contrast 3, with Gaussian noise and elliptical defects mixed in)
-and its own seed, so checkpoints are chosen on the task we are judged on, not on the training recipe. The
-fitting set (defect images and as many defect-free ones, same distribution, its own seed) is what the trained
-network's threshold and mask rule are fitted on under a false-alarm budget.
+and its own seed, so checkpoints are chosen on the task we are judged on, not on the training recipe.
 """
 
 from __future__ import annotations
@@ -15,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgeseg.augment import NONE, AugmentConfig, Curriculum, augment
-from edgeseg.data.synth import PRESETS, SynthConfig, generate_batch
+from edgeseg.data.synth import SynthConfig, generate_batch, validation_config
 
 
 def _py_dataset_base():
@@ -59,25 +57,8 @@ class SynthBatches(_py_dataset_base()):
         return x, y
 
 
-def validation_config(image_size: int = 256) -> SynthConfig:
-    """The evaluation-like distribution: the seed's contrast 3 and noise level, 1–2 defects, noise and
-    shape mixed, a tenth of the images defect-free."""
-    return PRESETS["seed"].replace(image_size=image_size, defects=(1, 2), noise="mixed", shape="mixed",
-                                   good_fraction=0.1)
-
-
 def validation_set(seed: int, count: int, image_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """(images (N, S, S, 1) float32, masks (N, S, S) uint8), drawn once from :func:`validation_config`."""
     images, masks = generate_batch(np.random.default_rng(seed), validation_config(image_size), count)
     return images[..., None].astype(np.float32), masks
 
-
-def fitting_set(seed: int, count: int, image_size: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(defect images (N, S, S, 1) float32, their masks (N, S, S) uint8, defect-free images (N, S, S, 1)
-    float32): ``count`` of each from :func:`validation_config`, for fitting the operating point
-    (:mod:`edgeseg.operating`); seeded apart from the validation set."""
-    cfg = validation_config(image_size)
-    rng = np.random.default_rng([seed, 1])
-    defect, masks = generate_batch(rng, cfg.replace(good_fraction=0.0), count)
-    good, _ = generate_batch(rng, cfg.replace(good_fraction=1.0), count)
-    return defect[..., None].astype(np.float32), masks, good[..., None].astype(np.float32)

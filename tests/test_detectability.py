@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -82,6 +83,11 @@ def test_cli_table_json_and_bad_input(tmp_path):
     assert "recall 0.99" in res.output and "good images >= z" in res.output
     report = json.loads(out.read_text())
     assert report["defects"]["n_images"] == 6 and "environment" in report
+    # Defect-free images straight off a line have no labels: the same images unlabelled give the same scan.
+    shutil.rmtree(g / "labels")
+    res = cli.invoke(app, ["detectability", "--data", str(d), "--good", str(g / "images"), "--json", "-", "-q"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["good"]["scan_max_quantiles"] == report["good"]["scan_max_quantiles"]
     # A "good" set that holds defects, and a defect set without any: one line each, exit 1, nothing written.
     for args in (["--data", str(d), "--good", str(d)], ["--data", str(g), "--good", str(g)]):
         res = cli.invoke(app, ["detectability", *args, "--json", str(tmp_path / "bad.json"), "-q"])

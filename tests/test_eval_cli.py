@@ -223,3 +223,36 @@ def test_library_evaluate_and_batched_prediction(sets):
     assert 0.0 < report["oracle_threshold"] < 1.0
     assert model_threshold("classical") == (0.5, "default")
     assert model_threshold(sets["model"]) == (0.3, "manifest")
+
+
+def test_operating_point_refits_the_manifest_and_eval_uses_it(tmp_path):
+    from edgeseg.artifacts import read_json
+
+    model = box_filter_onnx(tmp_path / "m.onnx", threshold=0.3)
+    before = read_json(tmp_path / "m.onnx.json")
+    dry = cli.invoke(app, ["operating-point", "--model", str(model), "--fit-count", "12", "--dry-run", "-q"])
+    assert dry.exit_code == 0, dry.output
+    assert "dry run: nothing written" in dry.output and read_json(tmp_path / "m.onnx.json") == before
+
+    r = cli.invoke(app, ["operating-point", "--model", str(model), "--fit-count", "12", "--fa-budget", "0.02",
+                         "--json", "-", "-q"])
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.stdout)  # the table and the summary go to stderr with --json -
+    after = read_json(tmp_path / "m.onnx.json")
+    assert after["threshold"] == report["chosen"]["threshold"] and after["mask_rule"] == report["chosen"]["mask_rule"]
+    assert after["operating_point"]["budget"] == 0.02 and after["config"] == before["config"]  # the rest is kept
+    if report["within_budget"]:
+        assert report["chosen"]["fp_blobs_per_image"] <= 0.02
+    assert model_threshold(model) == (after["threshold"], "manifest")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--model", "classical"], "classical has no fitted operating point"),
+    (["--model", "nowhere.onnx"], "model file not found: nowhere.onnx"),
+    (["--fa-budget", "-1"], "false-alarm budget must be >= 0"),
+    (["--fit-count", "0"], "--fit-count must be at least 1"),
+])
+def test_operating_point_bad_input_is_one_line(tmp_path, args, message):
+    model = box_filter_onnx(tmp_path / "m.onnx")
+    r = cli.invoke(app, ["operating-point", "--model", str(model), "-q", *args])
+    assert r.exit_code == 1 and message in r.output and "Traceback" not in r.output

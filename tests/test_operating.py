@@ -8,7 +8,7 @@ import pytest
 
 from edgeseg.errors import EdgesegError
 from edgeseg.metrics import GroundTruth
-from edgeseg.operating import CANDIDATE_RULES, THRESHOLDS, choose, sweep
+from edgeseg.operating import CANDIDATE_RULES, THRESHOLDS, choose, fit, fitting_set, sweep
 from edgeseg.postprocess import MaskRule
 
 
@@ -66,3 +66,41 @@ def test_bad_fitting_sets_are_one_line_errors():
         sweep(defect, truth, good[:0])
     with pytest.raises(EdgesegError, match="budget must be >= 0"):
         choose(sweep(defect, truth, good), budget=-1)
+
+
+def test_the_fitting_set_is_seeded_apart_from_validation_and_split_by_defects():
+    from edgeseg.data.synth import generate_batch, validation_config
+
+    defect, masks, good = fitting_set(seed=7, count=6)
+    again = fitting_set(seed=7, count=6)
+    assert all(np.array_equal(a, b) for a, b in zip((defect, masks, good), again))
+    assert defect.shape == good.shape == masks.shape == (6, 256, 256) and defect.dtype == np.uint8
+    assert all(m.any() for m in masks)  # every fitting image with defects has one...
+    validation, _ = generate_batch(np.random.default_rng(7), validation_config(), 6)  # what training validates on
+    assert not np.array_equal(defect, validation)
+    assert 100 <= good.mean() <= 125  # defect-free images of the seed's kind (mixed noise around 112)
+
+
+def test_fit_records_the_choice_beside_the_whole_sweep():
+    def predict(images):  # a 9x9 mean: a real, weak mean-shift detector
+        import cv2
+
+        means = np.stack([cv2.blur(im.astype(np.float32), (9, 9)) for im in images])
+        return 1 / (1 + np.exp(-(means - 114.0) * 1.5))
+
+    point = fit(predict, budget=0.05, count=8, seed=3)
+    assert point["fitting_set"] == {"defect_images": 8, "good_images": 8, "seed": [3, 1]}
+    assert point["chosen"] in point["sweep"] and len(point["sweep"]) == len(CANDIDATE_RULES) * len(THRESHOLDS)
+    within = [p for p in point["sweep"] if p["fp_blobs_per_image"] <= 0.05]
+    assert point["within_budget"] == bool(within)
+    if within:
+        assert point["chosen"]["defect_recall"] + point["chosen"]["dice"] == \
+            max(p["defect_recall"] + p["dice"] for p in within)
+
+
+def test_training_fits_with_the_library_defaults():
+    from edgeseg.operating import DEFAULT_BUDGET, DEFAULT_COUNT, DEFAULT_SEED
+    from edgeseg.train import TrainConfig
+
+    cfg = TrainConfig()
+    assert (cfg.fa_budget, cfg.fit_count, cfg.val_seed) == (DEFAULT_BUDGET, DEFAULT_COUNT, DEFAULT_SEED)

@@ -171,6 +171,8 @@ Example:
 
   edgeseg detectability --data data/seed --good data/good --json runs/seed.detectability.json
 
+  With unlabelled images of parts that passed:  edgeseg detectability --data data/seed --good line/passed/
+
 Per defect, its footprint z (contrast x sqrt(pixels) / noise sigma, on a fitted background); per good image, the largest box z that noise alone reaches at the defects' sizes.
 A recall target needs a detector that fires down to the z below which its missing share of defects lies; the table shows how many good images noise alone takes over that z.
 """
@@ -200,16 +202,16 @@ def _detect_table(report: dict):
 @user_errors
 def detectability(
     data: Path = typer.Option(..., "--data", help="A labelled set of defective images."),
-    good: Path = typer.Option(..., "--good", help="Defect-free images of the same kind (their noise is scanned)."),
+    good: Path = typer.Option(..., "--good", help="Defect-free images of the same kind (their noise is scanned): a labelled set, or a folder of unlabelled images."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Write the report as JSON to this file ('-' = stdout)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """How visible the defects are to any mean-shift detector: the recall each false-alarm rate allows."""
     from edgeseg.artifacts import environment
-    from edgeseg.data.dataset import load_dataset
+    from edgeseg.data.dataset import load_dataset, load_good
     from edgeseg.detectability import assess
 
-    defects, clean = load_dataset(data), load_dataset(good)
+    defects, clean = load_dataset(data), load_good(good)
     with progress_bar("detectability", enabled=not quiet) as progress:
         report = assess(defects, clean, progress=progress)
     report.update(command=sys.argv, environment=environment())

@@ -164,6 +164,15 @@ def load_dataset(path: str | Path, limit: int | None = None) -> Dataset:
     return Dataset(stacked, masks, names, defects, config, root)
 
 
+def load_good(path: str | Path, limit: int | None = None) -> Dataset:
+    """Defect-free images: a labelled set (the caller checks that its labels are empty), or a folder of
+    unlabelled images in either layout — what a line collects from parts that passed — taken as defect-free."""
+    if label_dir(path) is not None:
+        return load_dataset(path, limit)
+    images, names = load_images(path, limit)
+    return Dataset(images, np.zeros_like(images), names, None, None, Path(path))
+
+
 def _manifest_info(root: Path, names: list[str]) -> tuple[list[list[dict]] | None, dict | None]:
     mpath = root / "manifest.json"
     if not mpath.is_file():

@@ -132,6 +132,14 @@ PRESETS: dict[str, SynthConfig] = {
 }
 
 
+def validation_config(image_size: int = 256) -> SynthConfig:
+    """The evaluation-like distribution that training validates on and fits its operating point on
+    (:mod:`edgeseg.operating`): the seed's contrast 3 and noise level, 1–2 defects, noise and shape mixed,
+    a tenth of the images defect-free."""
+    return PRESETS["seed"].replace(image_size=image_size, defects=(1, 2), noise="mixed", shape="mixed",
+                                   good_fraction=0.1)
+
+
 def preset(name: str) -> SynthConfig:
     try:
         return PRESETS[name]

@@ -1,0 +1,125 @@
+"""``edgeseg operating-point``: refit a saved model's threshold and mask rule for a false-alarm budget
+(thin layer over edgeseg.operating)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from edgeseg.cli.common import console, emit_report, err_console, progress_bar, user_errors
+from edgeseg.errors import EdgesegError
+from edgeseg.train import TrainConfig
+
+_D = TrainConfig()  # training fits with the same budget, set size and seed by default
+
+_EPILOG = """\
+Examples:
+
+  A line that affords one false alarm in 1,000 images:
+    edgeseg operating-point --model runs/demo/model.keras --fa-budget 0.001
+
+  The INT8 model's own point (its probabilities are not exactly the FP32 ones), shown but not written:
+    edgeseg operating-point --model runs/demo/model.int8.onnx --dry-run
+
+The fitting set is drawn fresh (--fit-count images with defects and as many without, contrast 3, noise and
+shapes mixed); the chosen point has the best defect recall + Dice among those within --fa-budget false blobs
+per image. It is written into the model's manifest (threshold, mask_rule, operating_point), which eval,
+predict, compare and bench read.
+"""
+
+
+def _table(point: dict[str, Any]):
+    """Thresholds down, rules across; each cell recall / Dice / false blobs per image, the chosen one marked."""
+    from rich import box
+    from rich.table import Table
+
+    from edgeseg.postprocess import MaskRule
+
+    def rule_name(d: dict) -> str:
+        r = MaskRule.from_dict(d)
+        return (f"grow {r.grow:g}" if r.grow is not None else "no hysteresis") + f", >= {r.min_area} px"
+
+    rules: dict[str, dict[float, dict]] = {}
+    for p in point["sweep"]:
+        rules.setdefault(rule_name(p["mask_rule"]), {})[p["threshold"]] = p
+    chosen = point["chosen"]
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False,
+                  caption=f"recall / Dice / false blobs per image on the fitting set; * chosen, dim: over the "
+                          f"budget {point['budget']:g}")
+    table.add_column("threshold", justify="right")
+    for name in rules:
+        table.add_column(name, justify="right")
+    for t in sorted({p["threshold"] for p in point["sweep"]}):
+        cells = []
+        for name, by_t in rules.items():
+            p = by_t.get(t)
+            if p is None:
+                cells.append("-")
+                continue
+            text = f"{p['defect_recall']:.3f} / {p['dice']:.3f} / {p['fp_blobs_per_image']:.4f}"
+            if p == chosen:
+                text = f"[bold]{text} *[/]"
+            elif p["fp_blobs_per_image"] > point["budget"] + 1e-12:
+                text = f"[dim]{text}[/]"
+            cells.append(text)
+        table.add_row(f"{t:.2f}", *cells)
+    return table
+
+
+def _record(model: Path, point: dict[str, Any]) -> Path:
+    """Write threshold, mask_rule and operating_point into the model's manifest (a new one if it has none)."""
+    from edgeseg.artifacts import manifest_path, read_json, write_json, write_manifest
+
+    chosen = {"threshold": point["chosen"]["threshold"], "mask_rule": point["chosen"]["mask_rule"],
+              "operating_point": point}
+    mpath = manifest_path(model)
+    if not mpath.is_file():
+        return write_manifest(model, "model", config={}, **chosen)
+    try:
+        record = read_json(mpath)
+    except (ValueError, OSError):
+        raise EdgesegError(f"{mpath} is not a valid manifest (bad JSON); re-export the model") from None
+    if not isinstance(record, dict):
+        raise EdgesegError(f"{mpath} is not a valid manifest (not a JSON object); re-export the model")
+    return write_json(mpath, {**record, **chosen})
+
+
+@user_errors
+def operating_point(
+    model: Path = typer.Option(..., "--model", help="A model file: .keras, .onnx (FP32, FP16, INT8) or a TensorRT engine."),
+    fa_budget: float = typer.Option(_D.fa_budget, "--fa-budget", help="False blobs per image the line affords."),
+    fit_count: int = typer.Option(_D.fit_count, "--fit-count", help="Fitting images with defects (and as many without)."),
+    seed: int = typer.Option(_D.val_seed, help="Seed of the fitting set (training draws it from its validation seed)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the sweep and the choice; leave the manifest alone."),
+    json_out: Optional[str] = typer.Option(None, "--json", help="Write the sweep and choice as JSON to this file ('-' = stdout)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Fit the model's threshold and mask rule for a false-alarm budget, and record them in its manifest."""
+    from edgeseg import operating
+    from edgeseg.evaluate import predict_probs
+    from edgeseg.runners.base import load_runner
+
+    if fit_count < 1:
+        raise EdgesegError(f"--fit-count must be at least 1, got {fit_count}")
+    if str(model) == "classical":
+        raise EdgesegError("classical has no fitted operating point: its threshold is its z-score (see edgeseg eval --help)")
+    with load_runner(model) as runner, progress_bar("fit", enabled=not quiet) as progress:
+        point = operating.fit(lambda images: predict_probs(runner, images, progress=progress), fa_budget, fit_count, seed)
+    report = {"model": str(model), **point, "written": not dry_run, "command": sys.argv}
+    emit_report(report, [_table(point)], json_out)
+    c = point["chosen"]
+    rule = c["mask_rule"]
+    summary = (f"threshold {c['threshold']:.2f}, {'grow ' + format(rule['grow'], 'g') if rule['grow'] is not None else 'no hysteresis'}, "
+               f"blobs >= {rule['min_area']} px: recall {c['defect_recall']:.3f}, Dice {c['dice']:.3f}, "
+               f"{c['fp_blobs_per_image']:.4f} false blobs per image")
+    if not point["within_budget"]:
+        summary += f" (no point is within {fa_budget:g}: this is the one with the fewest false blobs)"
+    summary += " (dry run: nothing written)" if dry_run else f"; written to {_record(model, point)}"
+    (err_console if json_out == "-" else console).print(summary, highlight=False, soft_wrap=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("operating-point", epilog=_EPILOG)(operating_point)
