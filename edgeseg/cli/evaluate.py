@@ -50,10 +50,10 @@ def _table(results: list[dict]):
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
                   caption="thr*: the model's own threshold (manifest or --threshold); recall: defects found "
                           "(>= 30 % of pixels); FP/img: false blobs >= 16 px per image; escape/overkill: % of "
-                          "defective/good images; all metrics in --json")
+                          "defective/good images; contrast: recall per defect contrast; all metrics in --json")
     # IoU, pixel precision/recall and the size breakdown are in the JSON; the table keeps what decides.
-    for col in ("model", "data", "n", "thr", "Dice", "recall", "FP/img", "escape", "overkill", "by contrast"):
-        left = col in ("model", "data", "by contrast")
+    for col in ("model", "data", "n", "thr", "Dice", "recall", "FP/img", "escape", "overkill", "contrast"):
+        left = col in ("model", "data", "contrast")
         table.add_column(col, justify="left" if left else "right", no_wrap=not left, min_width=9 if col == "model" else None,
                          overflow="fold" if left else "ellipsis")
     for r in results:
@@ -65,7 +65,7 @@ def _table(results: list[dict]):
                 name if first else "", Path(r["data"]).name if first else "", str(r["n_images"]) if first else "",
                 f"{m['threshold']:.3g}" + ("" if label == "0.5" else "*"),
                 # Dice of a set without defect pixels is 0 at the first false pixel: not informative here.
-                _fmt(m["dice"] if m["n_defective_images"] else None), _fmt(m["defect_recall"]), _fmt(m["fp_blobs_per_image"], 2),
+                _fmt(m["dice"] if m["n_defective_images"] else None), _fmt(m["defect_recall"]), _fmt(m["fp_blobs_per_image"]),
                 _pct(m["escape_rate"]), _pct(m["overkill_rate"]), _by_contrast(m),
                 end_section=label == labels[-1],
             )

@@ -9,6 +9,10 @@ a curve of settings: networks sweep the threshold with their own mask rule; `cla
 twin together. Per model the curve (with each defect's found flag) is cached in OUTDIR/NAME.json; the table
 gives, per budget, the best recall within it and, against `classical` at its own best setting for that
 budget, how many defects only the model finds (+) and only the classical detector finds (−).
+
+A second table scores each network at its own operating point (the threshold and mask rule its manifest
+records, fitted in training) beside the classical detector's best recall at an equal or lower false-alarm rate;
+cached in OUTDIR/NAME.own.json.
 """
 import json
 import sys
@@ -17,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.data.dataset import load_dataset
-from edgeseg.evaluate import model_mask_rule, predict_probs
+from edgeseg.evaluate import model_mask_rule, model_threshold, predict_probs
 from edgeseg.metrics import GroundTruth, score
 from edgeseg.postprocess import MaskRule
 from edgeseg.runners.base import load_runner
@@ -39,12 +43,12 @@ def found_flags(pred: np.ndarray, truth: GroundTruth) -> list[bool]:
     return flags
 
 
-def curve(model: str, root: Path) -> dict:
+def curve(model: str, root: Path, thresholds: list[float] = NET_THRESHOLDS) -> dict:
     if model == "classical":
         settings = [(t, lambda t=t: load_runner("classical", t_high=t), MaskRule(), 0.5) for t in CLASSICAL_LEVELS]
     else:
         rule = model_mask_rule(model)
-        settings = [(t, lambda: load_runner(model), rule, t) for t in NET_THRESHOLDS]
+        settings = [(t, lambda: load_runner(model), rule, t) for t in thresholds]
     out = {}
     for name, good in SETS.items():
         ds = load_dataset(root / name)
@@ -76,16 +80,26 @@ def best(rows: list[dict], budget: float) -> dict | None:
     return max(ok, key=lambda r: (r["recall"], r["dice"])) if ok else None
 
 
+def paired(a: list[bool], k: list[bool]) -> str:
+    return f"+{sum(x and not y for x, y in zip(a, k))}/−{sum(y and not x for x, y in zip(a, k))}"
+
+
 def main() -> None:
     root, outdir = Path(sys.argv[1]), Path(sys.argv[2])
     outdir.mkdir(parents=True, exist_ok=True)
-    curves = {}
+    curves, own = {}, {}
     for spec in sys.argv[3:]:
         name, model = spec.split("=", 1)
         path = outdir / f"{name}.json"
         if not path.exists():
             path.write_text(json.dumps({"model": model, "sets": curve(model, root)}))
         curves[name] = json.loads(path.read_text())["sets"]
+        if model != "classical":
+            path = outdir / f"{name}.own.json"
+            if not path.exists():
+                t = model_threshold(model)[0]
+                path.write_text(json.dumps({"model": model, "threshold": t, "sets": curve(model, root, [t])}))
+            own[name] = json.loads(path.read_text())
     for s in SETS:
         print(f"\n{s}: recall / Dice (setting) at false blobs per image ≤ budget; [+only model / −only classical]")
         print("| model | " + " | ".join(f"≤ {b}" for b in BUDGETS) + " |\n|---|" + "---|" * len(BUDGETS))
@@ -99,10 +113,22 @@ def main() -> None:
                 cell = f"{r['recall']:.3f} / {r['dice']:.3f} ({r['setting']})"
                 ref = best(curves["classical"][s], b) if "classical" in curves and name != "classical" else None
                 if ref:
-                    a, k = r["found"], ref["found"]
-                    cell += f" [+{sum(x and not y for x, y in zip(a, k))}/−{sum(y and not x for x, y in zip(a, k))}]"
+                    cell += f" [{paired(r['found'], ref['found'])}]"
                 cells.append(cell)
             print(f"| {name} | " + " | ".join(cells) + " |")
+    if own:
+        print("\nAt each network's own operating point; classical: its best recall at an equal or lower rate")
+        print("| model | " + " | ".join(f"{s} recall / Dice / FA" for s in SETS) + " |\n|---|" + "---|" * len(SETS))
+        for name, o in own.items():
+            cells = []
+            for s in SETS:
+                r = o["sets"][s][0]
+                cell = f"{r['recall']:.3f} / {r['dice']:.3f} / {r['fa']:.4f}"
+                ref = best(curves["classical"][s], r["fa"]) if "classical" in curves else None
+                if ref:
+                    cell += f" (classical {ref['recall']:.3f} / {ref['dice']:.3f}, {paired(r['found'], ref['found'])})"
+                cells.append(cell)
+            print(f"| {name} @ {o['threshold']:g} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
