@@ -112,16 +112,24 @@ def fitting_set(seed: int = DEFAULT_SEED, count: int = DEFAULT_COUNT,
     return defect, masks, good
 
 
-def fit(predict: Callable[[np.ndarray], np.ndarray], budget: float = DEFAULT_BUDGET, count: int = DEFAULT_COUNT,
-        seed: int = DEFAULT_SEED) -> dict[str, Any]:
-    """Draw the fitting set, run ``predict`` ((N, H, W) uint8 images → (N, H, W) probabilities) on it, sweep
-    and choose. The result is a manifest's ``operating_point``: budget, within_budget, the chosen point, the
-    fitting set, and the whole sweep (so a reader can see what a stricter budget would cost)."""
+def fit_on(predict: Callable[[np.ndarray], np.ndarray], defect: np.ndarray, masks: np.ndarray, good: np.ndarray,
+           budget: float = DEFAULT_BUDGET) -> dict[str, Any]:
+    """Run ``predict`` ((N, H, W) uint8 images → (N, H, W) probabilities) on images with defects (``masks``
+    their labels) and defect-free ones, sweep and choose. The result is a manifest's ``operating_point``:
+    budget, within_budget, the chosen point, and the whole sweep (what a stricter budget would cost)."""
     if budget < 0:
         raise EdgesegError(f"false-alarm budget must be >= 0, got {budget}")
-    defect, masks, good = fitting_set(seed, count)
     points = sweep(predict(defect), GroundTruth.from_masks(masks), predict(good))
     best, within = choose(points, budget)
     return {"budget": budget, "within_budget": within, "chosen": best.to_dict(),
-            "fitting_set": {"defect_images": count, "good_images": count, "seed": [seed, 1]},
             "sweep": [p.to_dict() for p in points]}
+
+
+def fit(predict: Callable[[np.ndarray], np.ndarray], budget: float = DEFAULT_BUDGET, count: int = DEFAULT_COUNT,
+        seed: int = DEFAULT_SEED) -> dict[str, Any]:
+    """:func:`fit_on` a freshly drawn :func:`fitting_set`, recorded under ``fitting_set``."""
+    if budget < 0:
+        raise EdgesegError(f"false-alarm budget must be >= 0, got {budget}")
+    defect, masks, good = fitting_set(seed, count)
+    return {**fit_on(predict, defect, masks, good, budget),
+            "fitting_set": {"defect_images": count, "good_images": count, "seed": [seed, 1]}}

@@ -256,3 +256,21 @@ def test_operating_point_bad_input_is_one_line(tmp_path, args, message):
     model = box_filter_onnx(tmp_path / "m.onnx")
     r = cli.invoke(app, ["operating-point", "--model", str(model), "-q", *args])
     assert r.exit_code == 1 and message in r.output and "Traceback" not in r.output
+
+
+def test_operating_point_on_a_lines_own_images(sets, tmp_path):
+    model = box_filter_onnx(tmp_path / "m.onnx")
+    r = cli.invoke(app, ["operating-point", "--model", str(model), "--data", str(sets["defects"]),
+                         "--good", str(sets["good"] / "images"), "--fa-budget", "0", "--json", "-", "-q"])
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.stdout)
+    assert report["fitting_set"] == {"data": str(sets["defects"]), "good": str(sets["good"] / "images"),
+                                     "defect_images": 8, "good_images": 4}
+    # The easy set's defects (contrast 12) are all found with no false blob by some threshold of the box filter.
+    assert report["within_budget"] and report["chosen"]["defect_recall"] == 1.0
+    assert report["chosen"]["fp_blobs_per_image"] == 0
+
+    for args, message in ((["--data", str(sets["defects"])], "--data and --good go together"),
+                          (["--data", str(sets["defects"]), "--good", str(sets["defects"])], "has labelled defects")):
+        r = cli.invoke(app, ["operating-point", "--model", str(model), "-q", *args])
+        assert r.exit_code == 1 and message in r.output and "Traceback" not in r.output

@@ -24,9 +24,12 @@ Examples:
   The INT8 model's own point (its probabilities are not exactly the FP32 ones), shown but not written:
     edgeseg operating-point --model runs/demo/model.int8.onnx --dry-run
 
-The fitting set is drawn fresh (--fit-count images with defects and as many without, contrast 3, noise and
-shapes mixed); the chosen point has the best defect recall + Dice among those within --fa-budget false blobs
-per image. It is written into the model's manifest (threshold, mask_rule, operating_point), which eval,
+  On a line's own images (labelled defects, and parts that passed):
+    edgeseg operating-point --model runs/demo/model.onnx --data line/defects --good line/passed
+
+Without --data/--good the fitting set is drawn fresh (--fit-count images with defects and as many without,
+contrast 3, noise and shapes mixed). The chosen point has the best defect recall + Dice among those within
+--fa-budget false blobs per image, counted over all fitting images. It is written into the model's manifest (threshold, mask_rule, operating_point), which eval,
 predict, compare and bench read.
 """
 
@@ -93,6 +96,8 @@ def operating_point(
     fa_budget: float = typer.Option(_D.fa_budget, "--fa-budget", help="False blobs per image the line affords."),
     fit_count: int = typer.Option(_D.fit_count, "--fit-count", help="Fitting images with defects (and as many without)."),
     seed: int = typer.Option(_D.val_seed, help="Seed of the fitting set (training draws it from its validation seed)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Fit on this labelled set of defect images instead (with --good)."),
+    good: Optional[Path] = typer.Option(None, "--good", help="Defect-free images for --data: a labelled set or a folder of unlabelled images."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the sweep and the choice; leave the manifest alone."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Write the sweep and choice as JSON to this file ('-' = stdout)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -106,8 +111,27 @@ def operating_point(
         raise EdgesegError(f"--fit-count must be at least 1, got {fit_count}")
     if str(model) == "classical":
         raise EdgesegError("classical has no fitted operating point: its threshold is its z-score (see edgeseg eval --help)")
+    if (data is None) != (good is None):
+        raise EdgesegError("--data and --good go together: images with defects, and defect-free ones of the same kind")
+    sets = None
+    if data is not None:
+        from edgeseg.data.dataset import load_dataset, load_good
+
+        defects, clean = load_dataset(data), load_good(good)
+        if clean.masks.any():
+            raise EdgesegError(f"{good}: the --good set has labelled defects; give defect-free images")
+        sets = (defects, clean)
     with load_runner(model) as runner, progress_bar("fit", enabled=not quiet) as progress:
-        point = operating.fit(lambda images: predict_probs(runner, images, progress=progress), fa_budget, fit_count, seed)
+        def predict(images):
+            return predict_probs(runner, images, progress=progress)
+
+        if sets is None:
+            point = operating.fit(predict, fa_budget, fit_count, seed)
+        else:
+            defects, clean = sets
+            point = {**operating.fit_on(predict, defects.images, defects.masks, clean.images, fa_budget),
+                     "fitting_set": {"data": str(defects.path), "good": str(clean.path),
+                                     "defect_images": len(defects), "good_images": len(clean)}}
     report = {"model": str(model), **point, "written": not dry_run, "command": sys.argv}
     emit_report(report, [_table(point)], json_out)
     c = point["chosen"]

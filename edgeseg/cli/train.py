@@ -29,7 +29,8 @@ Examples:
 
 After training, the threshold and mask rule are fitted on fresh images (--fit-count with defects, as many
 without): the point with the best defect recall + Dice whose false blobs per image stay within --fa-budget.
-eval, predict, compare and the exported models use it.
+eval, predict, compare and the exported models use it; edgeseg operating-point refits it later for another
+budget or on a line's own images.
 
 Losses: bce, wbce (pos_weight), dice, focal (gamma, alpha), tversky (alpha, beta), hardneg (k, margin: the
 k most confident background pixels of each image), hardpos (k, erode: the k least confident defect-interior
