@@ -2,9 +2,9 @@
 scored side by side on the same labelled sets, the first model being the reference.
 
 For every (model, dataset): the inspection metrics at the model's own threshold (its manifest's operating
-point, fitted in training and copied from the Keras model through export and quantization), the F1-best threshold recomputed on these
-predictions (does INT8 move the operating point?), and agreement with the reference — IoU of the binary
-masks each produces at its own threshold and mask rule, max and mean |Δprob|.
+point, fitted in training and copied from the Keras model through export and quantization), the F1-best
+threshold recomputed on these predictions (does INT8 move the operating point?), and agreement with the
+reference — IoU of the binary masks each produces at its own threshold and mask rule, max and mean |Δprob|.
 
     report = compare(["runs/demo/model.keras", "runs/demo/model.int8.onnx"], ["data/seed"])
     report["rows"][1]["delta_dice"]       # INT8 Dice − Keras Dice on data/seed

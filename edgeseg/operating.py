@@ -128,8 +128,6 @@ def fit_on(predict: Callable[[np.ndarray], np.ndarray], defect: np.ndarray, mask
 def fit(predict: Callable[[np.ndarray], np.ndarray], budget: float = DEFAULT_BUDGET, count: int = DEFAULT_COUNT,
         seed: int = DEFAULT_SEED) -> dict[str, Any]:
     """:func:`fit_on` a freshly drawn :func:`fitting_set`, recorded under ``fitting_set``."""
-    if budget < 0:
-        raise EdgesegError(f"false-alarm budget must be >= 0, got {budget}")
     defect, masks, good = fitting_set(seed, count)
     return {**fit_on(predict, defect, masks, good, budget),
             "fitting_set": {"defect_images": count, "good_images": count, "seed": [seed, 1]}}

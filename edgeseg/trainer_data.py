@@ -61,4 +61,3 @@ def validation_set(seed: int, count: int, image_size: int = 256) -> tuple[np.nda
     """(images (N, S, S, 1) float32, masks (N, S, S) uint8), drawn once from :func:`validation_config`."""
     images, masks = generate_batch(np.random.default_rng(seed), validation_config(image_size), count)
     return images[..., None].astype(np.float32), masks
-

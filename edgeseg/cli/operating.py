@@ -29,8 +29,8 @@ Examples:
 
 Without --data/--good the fitting set is drawn fresh (--fit-count images with defects and as many without,
 contrast 3, noise and shapes mixed). The chosen point has the best defect recall + Dice among those within
---fa-budget false blobs per image, counted over all fitting images. It is written into the model's manifest (threshold, mask_rule, operating_point), which eval,
-predict, compare and bench read.
+--fa-budget false blobs per image, counted over all fitting images. It is written into the model's manifest
+(threshold, mask_rule, operating_point), which eval, predict, compare and bench read.
 """
 
 
