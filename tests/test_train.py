@@ -97,6 +97,7 @@ def test_cli_resume_continues_at_the_next_epoch(tmp_path):
 
     second = runner.invoke(app, args + ["--epochs", "2", "--resume"])
     assert second.exit_code == 0, second.output
+    assert "operating point: threshold" in second.output  # the fitted point is reported, not only recorded
     history = json.loads((tmp_path / "history.json").read_text())
     assert [h["epoch"] for h in history] == [0, 1]
     assert history[0] == epoch0[0]  # the first epoch was not retrained
