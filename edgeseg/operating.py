@@ -6,13 +6,17 @@ network trained to find faint defects (``hardpos``) puts its F1-best threshold w
 noise are several times the budget. So the operating point is fitted on a *fitting set* — images with defects
 and defect-free images — by sweeping thresholds and candidate rules:
 
-* a point is *within budget* when its false blobs per image over the whole fitting set are ≤ ``budget``;
+* a point is *within budget* when its false blobs per image are ≤ ``budget`` in every group of the fitting
+  set: a line has one kind of noise, and the budget has to hold on it. The generated fitting set has two
+  groups, uniform and Gaussian noise (half of the images each; on uniform noise a network reading the hard
+  bounds makes almost no false blobs, so a pooled rate would let Gaussian noise run up to twice the budget);
+  a line's own images are one group;
 * among those, the one with the highest ``defect_recall + dice`` wins: recall says whether a defect is found,
   Dice whether it is measured to size, and the line needs both (hysteresis can buy a point of recall with
   three points of Dice; the sum refuses that trade, it takes one point for one);
 * when no point is within budget, the one with the fewest false blobs wins, and the result says so.
 
-    points = sweep(defect_probs, GroundTruth.from_masks(masks), good_probs)
+    points = sweep(defect_probs, masks, good_probs)     # + defect_groups=, good_groups= per image
     best, within_budget = choose(points, budget=0.005)
     best.threshold, best.rule            # what the manifest records; eval/predict/compare apply them
 
@@ -49,13 +53,15 @@ DEFAULT_COUNT, DEFAULT_SEED = 500, 90_001
 
 @dataclass(frozen=True)
 class Point:
-    """One (threshold, rule) and what it scores on the fitting set."""
+    """One (threshold, rule) and what it scores on the fitting set: Dice and recall over all images with
+    defects; false blobs per image in the worst group, and in each group."""
 
     threshold: float
     rule: MaskRule
     dice: float
     defect_recall: float
     fp_blobs_per_image: float
+    fp_by_group: tuple[tuple[str, float], ...] = ()
 
     def within(self, budget: float) -> bool:
         return self.fp_blobs_per_image <= budget + 1e-12
@@ -63,25 +69,45 @@ class Point:
     def to_dict(self) -> dict[str, Any]:
         return {"threshold": self.threshold, "mask_rule": self.rule.to_dict(), "dice": round(self.dice, 5),
                 "defect_recall": round(self.defect_recall, 5),
-                "fp_blobs_per_image": round(self.fp_blobs_per_image, 5)}
+                "fp_blobs_per_image": round(self.fp_blobs_per_image, 5),
+                "fp_by_group": {g: round(v, 5) for g, v in self.fp_by_group}}
 
 
-def sweep(defect_probs: np.ndarray, truth: GroundTruth, good_probs: np.ndarray,
+def sweep(defect_probs: np.ndarray, masks: np.ndarray, good_probs: np.ndarray,
+          defect_groups: Sequence[str] | None = None, good_groups: Sequence[str] | None = None,
           rules: Sequence[MaskRule] = CANDIDATE_RULES, thresholds: Sequence[float] = THRESHOLDS) -> list[Point]:
-    """Score every (rule, threshold): Dice and recall on the defect images, false blobs per image over the
-    defect images and the defect-free ones together."""
-    if not truth.masks.any():
+    """Score every (rule, threshold) on images with defects (``masks`` their labels) and defect-free ones.
+
+    ``defect_groups`` / ``good_groups`` name each image's group (e.g. its noise kind; None: one group). Dice
+    and recall are over all images with defects; false blobs per image are counted per group, over the
+    group's images with and without defects, and a point's rate is its worst group's."""
+    masks = np.asarray(masks) > 0
+    if not masks.any():
         raise EdgesegError("fitting an operating point needs images with defects")
     if len(good_probs) == 0:
         raise EdgesegError("fitting an operating point needs defect-free images")
-    good_truth = GroundTruth.from_masks(np.zeros(good_probs.shape, np.uint8))
-    n = len(defect_probs) + len(good_probs)
+    dg = np.asarray(defect_groups if defect_groups is not None else ["all"] * len(defect_probs))
+    gg = np.asarray(good_groups if good_groups is not None else ["all"] * len(good_probs))
+    if len(dg) != len(defect_probs) or len(gg) != len(good_probs):
+        raise EdgesegError("fitting set: one group label per image is needed")
+    groups = [(g, dg == g, gg == g, GroundTruth.from_masks(masks[dg == g]),
+               GroundTruth.from_masks(np.zeros((int((gg == g).sum()),) + good_probs.shape[1:], np.uint8)))
+              for g in sorted(set(dg) | set(gg))]
     points = []
     for rule in rules:
         for t in thresholds:
-            d = score(rule.apply(defect_probs, t), truth, t)
-            g = score(rule.apply(good_probs, t), good_truth, t)
-            points.append(Point(float(t), rule, d["dice"], d["defect_recall"], (d["fp_blobs"] + g["fp_blobs"]) / n))
+            pred_d, pred_g = rule.apply(defect_probs, t), rule.apply(good_probs, t)
+            tp = int(np.count_nonzero(pred_d & masks))
+            dice = 2 * tp / max(int(np.count_nonzero(pred_d)) + int(np.count_nonzero(masks)), 1)
+            found = n_defects = 0
+            rates = []
+            for g, in_d, in_g, truth_d, truth_g in groups:
+                d = score(pred_d[in_d], truth_d, t)
+                fp = d["fp_blobs"] + score(pred_g[in_g], truth_g, t)["fp_blobs"]
+                found, n_defects = found + d["defects_found"], n_defects + d["n_defects"]
+                rates.append((str(g), fp / max(int(in_d.sum() + in_g.sum()), 1)))
+            points.append(Point(float(t), rule, dice, found / n_defects, max(r for _, r in rates),
+                                tuple(rates) if len(rates) > 1 else ()))
     return points
 
 
@@ -98,28 +124,46 @@ def choose(points: Sequence[Point], budget: float = DEFAULT_BUDGET) -> tuple[Poi
     return min(points, key=lambda p: (p.fp_blobs_per_image, -(p.defect_recall + p.dice))), False
 
 
-def fitting_set(seed: int = DEFAULT_SEED, count: int = DEFAULT_COUNT,
-                image_size: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(defect images (N, S, S) uint8, their masks (N, S, S) uint8, defect-free images (N, S, S) uint8):
-    ``count`` of each from the evaluation-like distribution (:func:`~edgeseg.data.synth.validation_config`),
-    drawn from rng ``[seed, 1]`` — apart from the validation set, which training draws from rng ``seed``."""
-    if count < 1:
-        raise EdgesegError(f"fitting set: count must be at least 1, got {count}")
+@dataclass
+class FittingSet:
+    """Images with defects and their masks, defect-free images, and each image's group (noise kind)."""
+
+    defect: np.ndarray  # (N, S, S) uint8
+    masks: np.ndarray  # (N, S, S) uint8
+    good: np.ndarray  # (M, S, S) uint8
+    defect_groups: list[str]
+    good_groups: list[str]
+
+
+def fitting_set(seed: int = DEFAULT_SEED, count: int = DEFAULT_COUNT, image_size: int = 256) -> FittingSet:
+    """``count`` images with defects and ``count`` without, from the evaluation-like distribution
+    (:func:`~edgeseg.data.synth.validation_config`), half of each with uniform noise and half with Gaussian
+    noise (the groups), drawn from rng ``[seed, 1]`` — apart from the validation set (rng ``seed``)."""
+    if count < 2:
+        raise EdgesegError(f"fitting set: count must be at least 2 (one image per noise kind), got {count}")
     cfg = validation_config(image_size)
     rng = np.random.default_rng([seed, 1])
-    defect, masks = generate_batch(rng, cfg.replace(good_fraction=0.0), count)
-    good, _ = generate_batch(rng, cfg.replace(good_fraction=1.0), count)
-    return defect, masks, good
+    parts: dict[str, list[np.ndarray]] = {"defect": [], "masks": [], "good": []}
+    groups: list[str] = []
+    for noise, n in (("uniform", count // 2), ("gaussian", count - count // 2)):
+        images, masks = generate_batch(rng, cfg.replace(noise=noise, good_fraction=0.0), n)
+        good, _ = generate_batch(rng, cfg.replace(noise=noise, good_fraction=1.0), n)
+        parts["defect"].append(images)
+        parts["masks"].append(masks)
+        parts["good"].append(good)
+        groups += [noise] * n
+    return FittingSet(*(np.concatenate(parts[k]) for k in ("defect", "masks", "good")), groups, list(groups))
 
 
 def fit_on(predict: Callable[[np.ndarray], np.ndarray], defect: np.ndarray, masks: np.ndarray, good: np.ndarray,
-           budget: float = DEFAULT_BUDGET) -> dict[str, Any]:
+           budget: float = DEFAULT_BUDGET, defect_groups: Sequence[str] | None = None,
+           good_groups: Sequence[str] | None = None) -> dict[str, Any]:
     """Run ``predict`` ((N, H, W) uint8 images → (N, H, W) probabilities) on images with defects (``masks``
     their labels) and defect-free ones, sweep and choose. The result is a manifest's ``operating_point``:
     budget, within_budget, the chosen point, and the whole sweep (what a stricter budget would cost)."""
     if budget < 0:
         raise EdgesegError(f"false-alarm budget must be >= 0, got {budget}")
-    points = sweep(predict(defect), GroundTruth.from_masks(masks), predict(good))
+    points = sweep(predict(defect), masks, predict(good), defect_groups, good_groups)
     best, within = choose(points, budget)
     return {"budget": budget, "within_budget": within, "chosen": best.to_dict(),
             "sweep": [p.to_dict() for p in points]}
@@ -127,7 +171,9 @@ def fit_on(predict: Callable[[np.ndarray], np.ndarray], defect: np.ndarray, mask
 
 def fit(predict: Callable[[np.ndarray], np.ndarray], budget: float = DEFAULT_BUDGET, count: int = DEFAULT_COUNT,
         seed: int = DEFAULT_SEED) -> dict[str, Any]:
-    """:func:`fit_on` a freshly drawn :func:`fitting_set`, recorded under ``fitting_set``."""
-    defect, masks, good = fitting_set(seed, count)
-    return {**fit_on(predict, defect, masks, good, budget),
-            "fitting_set": {"defect_images": count, "good_images": count, "seed": [seed, 1]}}
+    """:func:`fit_on` a freshly drawn :func:`fitting_set` (the budget holds for each noise kind), recorded
+    under ``fitting_set``."""
+    fs = fitting_set(seed, count)
+    return {**fit_on(predict, fs.defect, fs.masks, fs.good, budget, fs.defect_groups, fs.good_groups),
+            "fitting_set": {"defect_images": count, "good_images": count, "seed": [seed, 1],
+                            "groups": "noise: uniform | gaussian, half of the images each"}}

@@ -77,9 +77,11 @@ def check(cfg: TrainConfig) -> None:
     import edgeseg.models as models
     from edgeseg import losses
 
-    for name in ("epochs", "steps_per_epoch", "batch_size", "val_count", "patience", "workers", "fit_count"):
+    for name in ("epochs", "steps_per_epoch", "batch_size", "val_count", "patience", "workers"):
         if getattr(cfg, name) < 1:
             raise EdgesegError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
+    if cfg.fit_count < 2:  # one image per noise kind, at least
+        raise EdgesegError(f"--fit-count must be at least 2, got {cfg.fit_count}")
     if not 0.0 <= cfg.fa_budget < 1.0:
         raise EdgesegError(f"--fa-budget must be in [0, 1) false blobs per image, got {cfg.fa_budget}")
     models.build(cfg.model, **cfg.model_kwargs)  # unknown names and arguments fail here, in a fraction of a second

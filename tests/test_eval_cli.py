@@ -250,7 +250,7 @@ def test_operating_point_refits_the_manifest_and_eval_uses_it(tmp_path):
     (["--model", "classical"], "classical has no fitted operating point"),
     (["--model", "nowhere.onnx"], "model file not found: nowhere.onnx"),
     (["--fa-budget", "-1"], "false-alarm budget must be >= 0"),
-    (["--fit-count", "0"], "--fit-count must be at least 1"),
+    (["--fit-count", "1"], "--fit-count must be at least 2"),
 ])
 def test_operating_point_bad_input_is_one_line(tmp_path, args, message):
     model = box_filter_onnx(tmp_path / "m.onnx")

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from edgeseg.errors import EdgesegError
-from edgeseg.metrics import GroundTruth
 from edgeseg.operating import CANDIDATE_RULES, THRESHOLDS, choose, fit, fitting_set, sweep
 from edgeseg.postprocess import MaskRule
 
@@ -24,7 +23,7 @@ def _maps():
     defect[:, 40:56, 40:56] = 0.52
     good = np.full((4, 64, 64), 0.02, np.float32)
     good[:2, 20:30, 20:30] = 0.62
-    return defect, GroundTruth.from_masks(masks), good
+    return defect, masks, good
 
 
 def test_a_strict_budget_gives_up_the_faint_defects_and_a_loose_one_buys_them():
@@ -61,24 +60,44 @@ def test_without_any_point_in_budget_the_fewest_false_blobs_win_and_it_says_so()
 def test_bad_fitting_sets_are_one_line_errors():
     defect, truth, good = _maps()
     with pytest.raises(EdgesegError, match="needs images with defects"):
-        sweep(good, GroundTruth.from_masks(np.zeros(good.shape, np.uint8)), good)
+        sweep(good, np.zeros(good.shape, np.uint8), good)
     with pytest.raises(EdgesegError, match="defect-free images"):
         sweep(defect, truth, good[:0])
     with pytest.raises(EdgesegError, match="budget must be >= 0"):
         choose(sweep(defect, truth, good), budget=-1)
 
 
-def test_the_fitting_set_is_seeded_apart_from_validation_and_split_by_defects():
+def test_the_fitting_set_is_seeded_apart_from_validation_and_split_by_defects_and_noise():
     from edgeseg.data.synth import generate_batch, validation_config
 
-    defect, masks, good = fitting_set(seed=7, count=6)
+    fs = fitting_set(seed=7, count=6)
     again = fitting_set(seed=7, count=6)
-    assert all(np.array_equal(a, b) for a, b in zip((defect, masks, good), again))
-    assert defect.shape == good.shape == masks.shape == (6, 256, 256) and defect.dtype == np.uint8
-    assert all(m.any() for m in masks)  # every fitting image with defects has one...
+    assert all(np.array_equal(getattr(fs, k), getattr(again, k)) for k in ("defect", "masks", "good"))
+    assert fs.defect.shape == fs.good.shape == fs.masks.shape == (6, 256, 256) and fs.defect.dtype == np.uint8
+    assert all(m.any() for m in fs.masks) and not fs.good[:0].any()  # every image "with defects" has one...
     validation, _ = generate_batch(np.random.default_rng(7), validation_config(), 6)  # what training validates on
-    assert not np.array_equal(defect, validation)
-    assert 100 <= good.mean() <= 125  # defect-free images of the seed's kind (mixed noise around 112)
+    assert not np.array_equal(fs.defect, validation)  # ...and is not validation's
+    assert fs.defect_groups == fs.good_groups == ["uniform"] * 3 + ["gaussian"] * 3
+    # The groups are what they say: uniform noise stays within the seed's 100..124, Gaussian noise does not.
+    assert fs.good[:3].min() >= 100 and fs.good[:3].max() <= 124
+    assert fs.good[3:].min() < 100 and fs.good[3:].max() > 124
+
+
+def test_the_budget_holds_in_each_group_not_on_average():
+    defect, masks, good = _maps()
+    good[:] = 0.02
+    good[2, 20:30, 20:30] = 0.62  # one noise blob, in group "b": 1 in 4 images there, 1 in 8 pooled
+    groups = ["a", "a", "b", "b"]
+    pooled = {p.threshold: p for p in sweep(defect, masks, good) if p.rule == CANDIDATE_RULES[0]}
+    split = {p.threshold: p for p in sweep(defect, masks, good, groups, groups) if p.rule == CANDIDATE_RULES[0]}
+    assert pooled[0.5].fp_blobs_per_image == pytest.approx(1 / 8)
+    assert split[0.5].fp_blobs_per_image == pytest.approx(1 / 4)
+    assert split[0.5].to_dict()["fp_by_group"] == {"a": 0.0, "b": 0.25}
+    assert split[0.5].defect_recall == pooled[0.5].defect_recall == 1.0 and split[0.5].dice == pooled[0.5].dice
+    # Within 0.2 pooled, the faint defects are worth the blob; in group "b" alone the blob is over budget.
+    assert choose(list(pooled.values()), budget=0.2)[0].threshold == 0.5
+    best, within = choose(list(split.values()), budget=0.2)
+    assert within and best.threshold > 0.6 and best.defect_recall == 0.5
 
 
 def test_fit_records_the_choice_beside_the_whole_sweep():
@@ -89,7 +108,8 @@ def test_fit_records_the_choice_beside_the_whole_sweep():
         return 1 / (1 + np.exp(-(means - 114.0) * 1.5))
 
     point = fit(predict, budget=0.05, count=8, seed=3)
-    assert point["fitting_set"] == {"defect_images": 8, "good_images": 8, "seed": [3, 1]}
+    assert point["fitting_set"]["seed"] == [3, 1] and point["fitting_set"]["defect_images"] == 8
+    assert set(point["chosen"]["fp_by_group"]) == {"uniform", "gaussian"}
     assert point["chosen"] in point["sweep"] and len(point["sweep"]) == len(CANDIDATE_RULES) * len(THRESHOLDS)
     within = [p for p in point["sweep"] if p["fp_blobs_per_image"] <= 0.05]
     assert point["within_budget"] == bool(within)

@@ -114,7 +114,7 @@ def test_cli_resume_continues_at_the_next_epoch(tmp_path):
     (["--crop", "50"], "--crop must be a multiple of 8"),
     (["--resume"], "nothing to resume"),
     (["--workers", "0"], "--workers must be at least 1"),
-    (["--fit-count", "0"], "--fit-count must be at least 1"),
+    (["--fit-count", "1"], "--fit-count must be at least 2"),
     (["--fa-budget", "-0.1"], "--fa-budget must be in [0, 1)"),
 ])
 def test_cli_bad_options_are_one_line_errors(tmp_path, args, message):

@@ -28,8 +28,9 @@ Examples:
     edgeseg operating-point --model runs/demo/model.onnx --data line/defects --good line/passed
 
 Without --data/--good the fitting set is drawn fresh (--fit-count images with defects and as many without,
-contrast 3, noise and shapes mixed). The chosen point has the best defect recall + Dice among those within
---fa-budget false blobs per image, counted over all fitting images. It is written into the model's manifest
+contrast 3, shapes mixed, half of the images with uniform and half with Gaussian noise). The chosen point
+has the best defect recall + Dice among those within --fa-budget false blobs per image on each noise kind
+(on a line's own images: over all of them). It is written into the model's manifest
 (threshold, mask_rule, operating_point), which eval, predict, compare and bench read.
 """
 
@@ -50,8 +51,8 @@ def _table(point: dict[str, Any]):
         rules.setdefault(rule_name(p["mask_rule"]), {})[p["threshold"]] = p
     chosen = point["chosen"]
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False,
-                  caption=f"recall / Dice / false blobs per image on the fitting set; * chosen, dim: over the "
-                          f"budget {point['budget']:g}")
+                  caption=f"recall / Dice / false blobs per image (in the worst noise kind) on the fitting set; "
+                          f"* chosen, dim: over the budget {point['budget']:g}")
     table.add_column("threshold", justify="right")
     for name in rules:
         table.add_column(name, justify="right")
@@ -107,8 +108,8 @@ def operating_point(
     from edgeseg.evaluate import predict_probs
     from edgeseg.runners.base import load_runner
 
-    if fit_count < 1:
-        raise EdgesegError(f"--fit-count must be at least 1, got {fit_count}")
+    if fit_count < 2:
+        raise EdgesegError(f"--fit-count must be at least 2 (one image per noise kind), got {fit_count}")
     if str(model) == "classical":
         raise EdgesegError("classical has no fitted operating point: its threshold is its z-score (see edgeseg eval --help)")
     if (data is None) != (good is None):
