@@ -56,7 +56,7 @@ class TrainConfig:
     # not imported here: that would bring OpenCV into every CLI start): the false blobs per image it may cost,
     # and how many defect images (and as many defect-free ones) it is fitted on.
     fa_budget: float = 0.005
-    fit_count: int = 500
+    fit_count: int = 2000
     workers: int = 1  # data-generation threads; every batch is seeded by (seed, epoch, index), so results do not depend on it
 
     def to_dict(self) -> dict[str, Any]:

@@ -118,6 +118,22 @@ def test_fit_records_the_choice_beside_the_whole_sweep():
             max(p["defect_recall"] + p["dice"] for p in within)
 
 
+def test_a_fit_in_chunks_counts_what_one_pass_counts():
+    """The fitting set is predicted and counted a chunk at a time (its probabilities need not fit in memory):
+    chunk boundaries, including ones through a group, change nothing."""
+    from edgeseg.operating import fit_on
+
+    defect, masks, good = _maps()
+    groups = ["a", "b", "a", "b"]
+    whole = sweep(defect, masks, good, groups, groups)
+    done = []
+    for chunk in (1, 3, 100):
+        point = fit_on(lambda x: x, defect, masks, good, 0.2, groups, groups, chunk=chunk,
+                       progress=lambda d, total, _m: done.append((d, total)))
+        assert point["sweep"] == [p.to_dict() for p in whole]
+    assert done[-1] == (8, 8)  # progress counts images, over both halves
+
+
 def test_training_fits_with_the_library_defaults():
     from edgeseg.operating import DEFAULT_BUDGET, DEFAULT_COUNT, DEFAULT_SEED
     from edgeseg.train import TrainConfig

@@ -47,17 +47,19 @@ def _table(results: list[dict]):
     from rich import box
     from rich.table import Table
 
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, show_edge=False,
                   caption="thr*: the model's own threshold (manifest or --threshold); recall: defects found "
                           "(>= 30 % of pixels); FP/img: false blobs >= 16 px per image; escape/overkill: % of "
                           "defective/good images; contrast: recall per defect contrast; all metrics in --json")
+    names = ["classical" if r["backend"] == "classical" else Path(r["model"]).name for r in results]
     # IoU, pixel precision/recall and the size breakdown are in the JSON; the table keeps what decides.
     for col in ("model", "data", "n", "thr", "Dice", "recall", "FP/img", "escape", "overkill", "contrast"):
         left = col in ("model", "data", "contrast")
-        table.add_column(col, justify="left" if left else "right", no_wrap=not left, min_width=9 if col == "model" else None,
+        # A model's file name stays on one line (up to 24 characters); the contrast column folds first.
+        width = min(max(map(len, names)), 24) if col == "model" else None
+        table.add_column(col, justify="left" if left else "right", no_wrap=not left, min_width=width,
                          overflow="fold" if left else "ellipsis")
-    for r in results:
-        name = "classical" if r["backend"] == "classical" else Path(r["model"]).name
+    for r, name in zip(results, names):
         labels = list(r["thresholds"])
         for label, m in r["thresholds"].items():
             first = label == labels[0]

@@ -124,13 +124,14 @@ def operating_point(
         sets = (defects, clean)
     with load_runner(model) as runner, progress_bar("fit", enabled=not quiet) as progress:
         def predict(images):
-            return predict_probs(runner, images, progress=progress)
+            return predict_probs(runner, images)
 
         if sets is None:
-            point = operating.fit(predict, fa_budget, fit_count, seed)
+            point = operating.fit(predict, fa_budget, fit_count, seed, progress=progress)
         else:
             defects, clean = sets
-            point = {**operating.fit_on(predict, defects.images, defects.masks, clean.images, fa_budget),
+            point = {**operating.fit_on(predict, defects.images, defects.masks, clean.images, fa_budget,
+                                        progress=progress),
                      "fitting_set": {"data": str(defects.path), "good": str(clean.path),
                                      "defect_images": len(defects), "good_images": len(clean)}}
     report = {"model": str(model), **point, "written": not dry_run, "command": sys.argv}
