@@ -28,7 +28,8 @@ Examples:
   A line that affords one false alarm in 1,000 images:  edgeseg train --fa-budget 0.001 --out runs/strict
 
 After training, the threshold and mask rule are fitted on fresh images (--fit-count with defects, as many
-without): the point with the best defect recall + Dice whose false blobs per image stay within --fa-budget.
+without, half with uniform and half with Gaussian noise): the point with the best defect recall + Dice whose
+false blobs per image stay within --fa-budget on each noise kind.
 eval, predict, compare and the exported models use it; edgeseg operating-point refits it later for another
 budget or on a line's own images.
 
