@@ -226,7 +226,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: Pro
 
     if state["epoch"] < cfg.epochs and state["stale"] < cfg.patience:
         model.fit(data, epochs=cfg.epochs, initial_epoch=state["epoch"], callbacks=[Driver()], verbose=0)
-    return _finish(cfg, out, ckpt, state, val_x, truth)
+    return _finish(cfg, out, ckpt, state, val_x, truth, progress)
 
 
 def finish(out: str | Path) -> dict[str, Any]:
@@ -246,7 +246,8 @@ def finish(out: str | Path) -> dict[str, Any]:
     return _finish(cfg, out, ckpt, state, val_x, GroundTruth.from_masks(val_masks))
 
 
-def _finish(cfg: TrainConfig, out: Path, ckpt: _Checkpoint, state: dict[str, Any], val_x, truth) -> dict[str, Any]:
+def _finish(cfg: TrainConfig, out: Path, ckpt: _Checkpoint, state: dict[str, Any], val_x, truth,
+            progress: Progress = silent) -> dict[str, Any]:
     """Reload the best weights into a fresh, uncompiled model, fit its operating point; save it with its
     manifest and history."""
     import edgeseg.models as models
@@ -259,7 +260,8 @@ def _finish(cfg: TrainConfig, out: Path, ckpt: _Checkpoint, state: dict[str, Any
         best.load_weights(ckpt.best if ckpt.best.is_file() else ckpt.last)
     val = _evaluate(best, val_x, truth)
     point = operating.fit(lambda images: _predict(best, images[..., None].astype(np.float32)), cfg.fa_budget,
-                          cfg.fit_count, cfg.val_seed)
+                          cfg.fit_count, cfg.val_seed,
+                          progress=lambda done, total, _m="": progress(done, total, "fitting the operating point"))
     threshold, rule = point["chosen"]["threshold"], point["chosen"]["mask_rule"]
     path = out / "model.keras"
     with atomic_path(path, suffix=".keras") as tmp:

@@ -25,9 +25,11 @@ TINY = dict(model="inline", model_kwargs={"width": 4, "stem": 8}, epochs=2, step
 
 @pytest.mark.slow
 def test_tiny_training_learns_and_writes_complete_artifacts(tmp_path):
-    result = train(TrainConfig(**TINY), tmp_path)
+    reports = []
+    result = train(TrainConfig(**TINY), tmp_path, progress=lambda *r: reports.append(r))
     history = json.loads((tmp_path / "history.json").read_text())
     assert [h["epoch"] for h in history] == [0, 1]
+    assert reports[-1] == (8, 8, "fitting the operating point")  # the fit after training shows its progress too
     assert history[1]["loss"] < history[0]["loss"]
     assert history[0]["contrast"] == [20.0, 20.0]
     manifest = read_json(tmp_path / "model.keras.json")
