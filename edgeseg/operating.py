@@ -111,6 +111,7 @@ class Tally:
             self._images[name] = self._images.get(name, 0) + int((g == name).sum())
         if masks is None:
             self._good += len(probs)
+        self._defects += sum(len(a) for _, _, gt in parts for a in gt.areas)
         n_true = int(np.count_nonzero(truth))
         for k, (rule, t) in enumerate(self._keys):
             pred = rule.apply(probs, t)
@@ -120,8 +121,6 @@ class Tally:
                 d = score(pred[rows], gt, t)
                 self._found[k] += d["defects_found"]
                 self._fp[k][name] = self._fp[k].get(name, 0) + d["fp_blobs"]
-                if k == 0:
-                    self._defects += d["n_defects"]
 
     def points(self) -> list[Point]:
         """One :class:`Point` per (rule, threshold): Dice and recall over all images with defects; false blobs
@@ -208,10 +207,11 @@ def fit_on(predict: Callable[[np.ndarray], np.ndarray], defect: np.ndarray, mask
     tally = Tally()
     total, done = len(defect) + len(good), 0
     for images, labels, groups in ((defect, masks, defect_groups), (good, None, good_groups)):
-        groups = list(groups) if groups is not None else ["all"] * len(images)
+        groups = list(groups) if groups is not None else None
         for s in range(0, len(images), chunk):
             part = slice(s, s + chunk)
-            tally.add(predict(images[part]), None if labels is None else labels[part], groups[part])
+            tally.add(predict(images[part]), None if labels is None else labels[part],
+                      None if groups is None else groups[part])
             done += len(images[part])
             progress(done, total, "")
     points = tally.points()
