@@ -28,8 +28,9 @@ def _maps():
 
 def test_a_strict_budget_gives_up_the_faint_defects_and_a_loose_one_buys_them():
     defect, truth, good = _maps()
-    points = sweep(defect, truth, good)
-    assert len(points) == len(CANDIDATE_RULES) * len(THRESHOLDS)
+    by_height = (MaskRule(None, 32), MaskRule(0.2, 32))  # blobs of 100 and 256 px both pass 32 px: height decides
+    points = sweep(defect, truth, good, rules=by_height)
+    assert len(points) == len(by_height) * len(THRESHOLDS)
 
     strict, within = choose(points, budget=0.0)
     assert within and strict.threshold == 0.8 and strict.fp_blobs_per_image == 0
@@ -38,6 +39,52 @@ def test_a_strict_budget_gives_up_the_faint_defects_and_a_loose_one_buys_them():
     loose, within = choose(points, budget=0.25)
     assert within and loose.threshold == 0.5 and loose.defect_recall == 1.0 and loose.dice == 1.0
     assert loose.fp_blobs_per_image == pytest.approx(2 / 8)  # counted over defect and defect-free images
+
+
+def test_size_keeps_the_faint_defects_that_height_alone_gives_up():
+    # The noise blobs (100 px at 0.62) are higher than the faint defects (256 px at 0.52) but smaller: the
+    # default candidates keep blobs of ≥ 128 px at 0.5 and find every defect with no false blob.
+    defect, truth, good = _maps()
+    points = sweep(defect, truth, good)
+    assert len(points) == len(CANDIDATE_RULES) * len(THRESHOLDS)
+    best, within = choose(points, budget=0.0)
+    assert within and best.rule.min_area == 128 and best.threshold == 0.5
+    assert best.defect_recall == 1.0 and best.dice == 1.0 and best.fp_blobs_per_image == 0
+
+
+def test_the_tally_counts_what_score_counts_on_the_rules_masks():
+    # Smoothed noise makes blobs of every size, touching defects, merging, and specks under MIN_BLOB; each
+    # point must equal edgeseg.metrics.score on MaskRule.apply's masks (the slow way, one pass per rule).
+    import cv2
+
+    from edgeseg.metrics import GroundTruth, score
+
+    rng = np.random.default_rng(3)
+
+    def maps(n):
+        smooth = np.stack([cv2.GaussianBlur(r, (0, 0), 2) for r in rng.normal(size=(n, 96, 96)).astype(np.float32)])
+        return 1 / (1 + np.exp(-smooth * 10))
+
+    masks = np.zeros((12, 96, 96), np.uint8)
+    for i in range(12):  # defects from 5×5 to 30×30 px, some faint enough to be cut up or dropped
+        for _ in range(3):
+            w, h = rng.integers(5, 31, 2)
+            x, y = rng.integers(0, 96 - w), rng.integers(0, 96 - h)
+            masks[i, y:y + h, x:x + w] = 1
+    defect = np.clip(maps(12) + rng.uniform(0.05, 0.3) * masks, 0, 1)
+    good = maps(6)
+    rules = (MaskRule(None, 0), MaskRule(None, 32), MaskRule(0.3, 32), MaskRule(0.5, 64), MaskRule(0.2, 100))
+    thresholds = (0.3, 0.5, 0.6, 0.75)
+    points = {(p.rule, p.threshold): p for p in sweep(defect, masks, good, rules=rules, thresholds=thresholds)}
+    gt, gt_good = GroundTruth.from_masks(masks), GroundTruth.from_masks(np.zeros_like(good))
+    for rule in rules:
+        for t in thresholds:
+            d, g = score(rule.apply(defect, t), gt, t), score(rule.apply(good, t), gt_good, t)
+            p = points[(rule, t)]
+            assert p.dice == pytest.approx(d["dice"]) and p.defect_recall == pytest.approx(d["defect_recall"])
+            assert p.fp_blobs_per_image == pytest.approx((d["fp_blobs"] + g["fp_blobs"]) / 18)
+    # The maps do exercise the counts: recall and false blobs vary over the rules.
+    assert len({p.fp_blobs_per_image for p in points.values()}) > 5 and len({p.defect_recall for p in points.values()}) > 3
 
 
 def test_hysteresis_is_chosen_where_it_finds_more_for_the_same_false_alarms():

@@ -36,40 +36,37 @@ has the best defect recall + Dice among those within --fa-budget false blobs per
 
 
 def _table(point: dict[str, Any]):
-    """Thresholds down, rules across; each cell recall / Dice / false blobs per image, the chosen one marked."""
+    """One row per rule: its best threshold within the budget (or, if none is, its fewest false blobs), the
+    chosen row marked; rows by recall + Dice."""
     from rich import box
     from rich.table import Table
 
-    from edgeseg.postprocess import MaskRule
-
-    def rule_name(d: dict) -> str:
-        r = MaskRule.from_dict(d)
-        return (f"grow {r.grow:g}" if r.grow is not None else "no hysteresis") + f", >= {r.min_area} px"
-
-    rules: dict[str, dict[float, dict]] = {}
+    budget = point["budget"]
+    rules: dict[str, list[dict]] = {}
     for p in point["sweep"]:
-        rules.setdefault(rule_name(p["mask_rule"]), {})[p["threshold"]] = p
-    chosen = point["chosen"]
+        r = p["mask_rule"]
+        name = (f"grow to {r['grow']:g}" if r["grow"] is not None else "no growing") + f", >= {r['min_area']} px"
+        rules.setdefault(name, []).append(p)
+    rows = []
+    for name, points in rules.items():
+        within = [p for p in points if p["fp_blobs_per_image"] <= budget + 1e-12]
+        best = (max(within, key=lambda p: (p["defect_recall"] + p["dice"], p["threshold"])) if within
+                else min(points, key=lambda p: p["fp_blobs_per_image"]))
+        rows.append((bool(within), name, best))
+    rows.sort(key=lambda r: (r[0], r[2]["defect_recall"] + r[2]["dice"]), reverse=True)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False,
-                  caption=f"recall / Dice / false blobs per image (in the worst noise kind) on the fitting set; "
-                          f"* chosen, dim: over the budget {point['budget']:g}")
-    table.add_column("threshold", justify="right")
-    for name in rules:
-        table.add_column(name, justify="right")
-    for t in sorted({p["threshold"] for p in point["sweep"]}):
-        cells = []
-        for name, by_t in rules.items():
-            p = by_t.get(t)
-            if p is None:
-                cells.append("-")
-                continue
-            text = f"{p['defect_recall']:.3f} / {p['dice']:.3f} / {p['fp_blobs_per_image']:.4f}"
-            if p == chosen:
-                text = f"[bold]{text} *[/]"
-            elif p["fp_blobs_per_image"] > point["budget"] + 1e-12:
-                text = f"[dim]{text}[/]"
-            cells.append(text)
-        table.add_row(f"{t:.2f}", *cells)
+                  caption=f"per rule, its best threshold within {budget:g} false blobs per image (in the worst "
+                          f"noise kind) on the fitting set; * chosen, dim: no threshold within the budget")
+    for col in ("rule", "threshold", "recall", "Dice", "false blobs / image", ""):
+        table.add_column(col, justify="left" if col == "rule" else "right")
+    for ok, name, p in rows:
+        cells = [name, f"{p['threshold']:.2f}", f"{p['defect_recall']:.3f}", f"{p['dice']:.3f}",
+                 f"{p['fp_blobs_per_image']:.4f}", ""]
+        if p == point["chosen"]:
+            cells = [f"[bold]{c}[/]" for c in cells[:-1]] + ["[bold]*[/]"]
+        elif not ok:
+            cells = [f"[dim]{c}[/]" for c in cells]
+        table.add_row(*cells)
     return table
 
 
