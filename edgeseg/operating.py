@@ -165,8 +165,11 @@ class Tally:
         self._defects += sum(len(a) for a in gt.areas)
         if masks is not None:
             self._pixels[:, 2] += int(np.count_nonzero(truth))  # Dice is over the images with defects
+        peaks = probs.reshape(len(probs), -1).max(axis=1) if probs.size else np.zeros(len(probs))
         for i in range(len(probs)):
             for (low, seed), keys in self._passes.items():
+                if peaks[i] < low:  # no blob at this level: nothing to count (most defect-free images)
+                    continue
                 blobs = _Blobs(probs[i], low, seed, gt.labels[i], len(gt.areas[i]))
                 for k, min_area in keys:
                     tp, pred, found, false = blobs.counts(min_area, gt.areas[i])
