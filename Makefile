@@ -40,6 +40,11 @@ demo: setup
 	$(BIN)/edgeseg quantize --model $(RUN)/model.onnx --fp16
 	$(BIN)/edgeseg quantize --model $(RUN)/model.onnx --int8
 	$(BIN)/edgeseg compare --data $(DATA)/seed --data $(DATA)/gauss --json $(RUN)/compare.json $(RUN)/model.keras $(RUN)/model.onnx $(RUN)/model.fp16.onnx $(RUN)/model.int8.onnx
+	# A line with Gaussian noise fits its own point on images of its own (other seeds than the held-out sets).
+	$(BIN)/edgeseg generate --preset seed --count 1000 --seed 5001 --noise gaussian --shape mixed --out $(RUN)/gauss-line/defects
+	$(BIN)/edgeseg generate --preset seed --count 1000 --seed 5002 --noise gaussian --shape mixed --good-fraction 1 --out $(RUN)/gauss-line/good
+	$(BIN)/edgeseg operating-point --model $(RUN)/model.onnx --data $(RUN)/gauss-line/defects --good $(RUN)/gauss-line/good --fa-budget 0.0025 --out $(RUN)/gauss-line/model.onnx
+	$(BIN)/edgeseg eval --model $(RUN)/gauss-line/model.onnx --model classical --data $(DATA)/gauss --json $(RUN)/gauss-line/metrics.json
 
 # Benchmarks (docs/results/bench.md). BENCH_S seconds per point keeps a 2-core machine's sweep to minutes.
 BENCH_S       ?= 3

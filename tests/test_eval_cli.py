@@ -272,7 +272,19 @@ def test_operating_point_on_a_lines_own_images(sets, tmp_path):
     assert report["within_budget"] and report["chosen"]["defect_recall"] == 1.0
     assert report["chosen"]["fp_blobs_per_image"] == 0
 
+    # --out: a copy of the model for this line carries the new point; the model itself keeps its own.
+    before = (tmp_path / "m.onnx.json").read_text()
+    line = tmp_path / "line" / "m.onnx"
+    r = cli.invoke(app, ["operating-point", "--model", str(model), "--data", str(sets["defects"]),
+                         "--good", str(sets["good"] / "images"), "--fa-budget", "0", "--out", str(line), "-q"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "m.onnx.json").read_text() == before
+    assert line.read_bytes() == model.read_bytes()
+    assert model_threshold(line) == (report["chosen"]["threshold"], "manifest")
+    assert json.loads((tmp_path / "line" / "m.onnx.json").read_text())["operating_point"]["budget"] == 0
+
     for args, message in ((["--data", str(sets["defects"])], "--data and --good go together"),
+                          (["--out", str(tmp_path / "m.keras")], "--out must be a file path ending in .onnx"),
                           (["--data", str(sets["defects"]), "--good", str(sets["defects"])], "has labelled defects")):
         r = cli.invoke(app, ["operating-point", "--model", str(model), "-q", *args])
         assert r.exit_code == 1 and message in r.output and "Traceback" not in r.output

@@ -24,8 +24,9 @@ Examples:
   The INT8 model's own point (its probabilities are not exactly the FP32 ones), shown but not written:
     edgeseg operating-point --model runs/demo/model.int8.onnx --dry-run
 
-  On a line's own images (labelled defects, and parts that passed):
-    edgeseg operating-point --model runs/demo/model.onnx --data line/defects --good line/passed
+  On a line's own images (labelled defects, and parts that passed), into a copy of the model for that line:
+    edgeseg operating-point --model runs/demo/model.onnx --data line/defects --good line/passed \\
+        --fa-budget 0.0025 --out runs/line/model.onnx
 
 Without --data/--good the fitting set is drawn fresh (--fit-count images with defects and as many without,
 contrast 3, shapes mixed, half of the images with uniform and half with Gaussian noise). The chosen point
@@ -70,21 +71,30 @@ def _table(point: dict[str, Any]):
     return table
 
 
-def _record(model: Path, point: dict[str, Any]) -> Path:
-    """Write threshold, mask_rule and operating_point into the model's manifest (a new one if it has none)."""
-    from edgeseg.artifacts import manifest_path, read_json, write_json, write_manifest
+def _record(model: Path, point: dict[str, Any], out: Path | None = None) -> Path:
+    """Write threshold, mask_rule and operating_point into the model's manifest (a new one if it has none);
+    with ``out``, into a copy of the model and its manifest there, the original left as it was."""
+    import shutil
+
+    from edgeseg.artifacts import atomic_path, manifest_path, read_json, write_json, write_manifest
 
     chosen = {"threshold": point["chosen"]["threshold"], "mask_rule": point["chosen"]["mask_rule"],
               "operating_point": point}
     mpath = manifest_path(model)
-    if not mpath.is_file():
+    record: Any = None
+    if mpath.is_file():
+        try:
+            record = read_json(mpath)
+        except (ValueError, OSError):
+            raise EdgesegError(f"{mpath} is not a valid manifest (bad JSON); re-export the model") from None
+        if not isinstance(record, dict):
+            raise EdgesegError(f"{mpath} is not a valid manifest (not a JSON object); re-export the model")
+    if out is not None:
+        with atomic_path(out) as tmp:
+            shutil.copyfile(model, tmp)
+        model, mpath = out, manifest_path(out)
+    if record is None:
         return write_manifest(model, "model", config={}, **chosen)
-    try:
-        record = read_json(mpath)
-    except (ValueError, OSError):
-        raise EdgesegError(f"{mpath} is not a valid manifest (bad JSON); re-export the model") from None
-    if not isinstance(record, dict):
-        raise EdgesegError(f"{mpath} is not a valid manifest (not a JSON object); re-export the model")
     return write_json(mpath, {**record, **chosen})
 
 
@@ -96,6 +106,7 @@ def operating_point(
     seed: int = typer.Option(_D.val_seed, help="Seed of the fitting set (training draws it from its validation seed)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Fit on this labelled set of defect images instead (with --good)."),
     good: Optional[Path] = typer.Option(None, "--good", help="Defect-free images for --data: a labelled set or a folder of unlabelled images."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write a copy of the model with the refitted point here (e.g. one per line); the model itself is left alone."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the sweep and the choice; leave the manifest alone."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Write the sweep and choice as JSON to this file ('-' = stdout)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -109,6 +120,8 @@ def operating_point(
         raise EdgesegError(f"--fit-count must be at least 2 (one image per noise kind), got {fit_count}")
     if str(model) == "classical":
         raise EdgesegError("classical has no fitted operating point: its threshold is its z-score (see edgeseg eval --help)")
+    if out is not None and (out.is_dir() or out.suffix != model.suffix):
+        raise EdgesegError(f"--out must be a file path ending in {model.suffix or 'the model file ending'} (a copy of {model.name}), got {out}")
     if (data is None) != (good is None):
         raise EdgesegError("--data and --good go together: images with defects, and defect-free ones of the same kind")
     sets = None
@@ -140,7 +153,7 @@ def operating_point(
                f"{c['fp_blobs_per_image']:.4f} false blobs per image")
     if not point["within_budget"]:
         summary += f" (no point is within {fa_budget:g}: this is the one with the fewest false blobs)"
-    summary += " (dry run: nothing written)" if dry_run else f"; written to {_record(model, point)}"
+    summary += " (dry run: nothing written)" if dry_run else f"; written to {_record(model, point, out)}"
     (err_console if json_out == "-" else console).print(summary, highlight=False, soft_wrap=True)
 
 
