@@ -121,7 +121,8 @@ def operating_point(
     if str(model) == "classical":
         raise EdgesegError("classical has no fitted operating point: its threshold is its z-score (see edgeseg eval --help)")
     if out is not None and (out.is_dir() or out.suffix != model.suffix):
-        raise EdgesegError(f"--out must be a file path ending in {model.suffix or 'the model file ending'} (a copy of {model.name}), got {out}")
+        raise EdgesegError(f"--out must be a file path ending in {model.suffix or 'the model file ending'} "
+                           f"(a copy of {model.name}), got {out}")
     if (data is None) != (good is None):
         raise EdgesegError("--data and --good go together: images with defects, and defect-free ones of the same kind")
     sets = None

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from blob_rules import cached_probs  # tools/study/blob_rules.py: the same cache files
+
 from edgeseg import operating
 from edgeseg.data.dataset import load_dataset
 from edgeseg.evaluate import predict_probs
@@ -56,17 +58,8 @@ def tallies(model: str, cache: Path):
 
 
 def held_out(model: str, cache: Path, root: Path):
-    out = {}
-    for s, g in SETS.items():
-        for name in (s, g) if g else (s,):
-            ds = load_dataset(root / name)
-            f = cache / f"{name}.npy"
-            if not f.exists():
-                with load_runner(model) as runner:
-                    p = predict_probs(runner, ds.images)
-                np.save(f, (p[..., 0] if p.ndim == 4 else p).astype(np.float16))
-            out[name] = (np.load(f).astype(np.float32), GroundTruth.from_masks(ds.masks))
-    return out
+    return {name: (cached_probs(model, cache, name, ds.images), GroundTruth.from_masks(ds.masks))
+            for name, ds in ((n, load_dataset(root / n)) for s, g in SETS.items() for n in (s, g) if n)}
 
 
 def main() -> None:
