@@ -66,6 +66,10 @@ class MaskRule:
             out[i] = keep[lab]
         return out
 
+    def describe(self) -> str:
+        """For people: ``grown over 0.6, blobs >= 32 px`` or ``no growing, blobs >= 32 px``."""
+        return (f"grown over {self.grow:g}" if self.grow is not None else "no growing") + f", blobs >= {self.min_area} px"
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -42,12 +42,12 @@ def _table(point: dict[str, Any]):
     from rich import box
     from rich.table import Table
 
+    from edgeseg.postprocess import MaskRule
+
     budget = point["budget"]
     rules: dict[str, list[dict]] = {}
     for p in point["sweep"]:
-        r = p["mask_rule"]
-        name = (f"grow to {r['grow']:g}" if r["grow"] is not None else "no growing") + f", >= {r['min_area']} px"
-        rules.setdefault(name, []).append(p)
+        rules.setdefault(MaskRule.from_dict(p["mask_rule"]).describe(), []).append(p)
     rows = []
     for name, points in rules.items():
         within = [p for p in points if p["fp_blobs_per_image"] <= budget + 1e-12]
@@ -58,8 +58,8 @@ def _table(point: dict[str, Any]):
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False,
                   caption=f"per rule, its best threshold within {budget:g} false blobs per image (in the worst "
                           f"noise kind) on the fitting set; * chosen, dim: no threshold within the budget")
-    for col in ("rule", "threshold", "recall", "Dice", "false blobs / image", ""):
-        table.add_column(col, justify="left" if col == "rule" else "right")
+    for col in ("rule", "threshold", "recall", "Dice", "FP/img", ""):
+        table.add_column(col, justify="left" if col == "rule" else "right", no_wrap=True)
     for ok, name, p in rows:
         cells = [name, f"{p['threshold']:.2f}", f"{p['defect_recall']:.3f}", f"{p['dice']:.3f}",
                  f"{p['fp_blobs_per_image']:.4f}", ""]
@@ -147,11 +147,11 @@ def operating_point(
                                      "defect_images": len(defects), "good_images": len(clean)}}
     report = {"model": str(model), **point, "written": not dry_run, "command": sys.argv}
     emit_report(report, [_table(point)], json_out)
+    from edgeseg.postprocess import MaskRule
+
     c = point["chosen"]
-    rule = c["mask_rule"]
-    summary = (f"threshold {c['threshold']:.2f}, {'grow ' + format(rule['grow'], 'g') if rule['grow'] is not None else 'no hysteresis'}, "
-               f"blobs >= {rule['min_area']} px: recall {c['defect_recall']:.3f}, Dice {c['dice']:.3f}, "
-               f"{c['fp_blobs_per_image']:.4f} false blobs per image")
+    summary = (f"threshold {c['threshold']:.2f}, {MaskRule.from_dict(c['mask_rule']).describe()}: "
+               f"recall {c['defect_recall']:.3f}, Dice {c['dice']:.3f}, {c['fp_blobs_per_image']:.4f} false blobs per image")
     if not point["within_budget"]:
         summary += f" (no point is within {fa_budget:g}: this is the one with the fewest false blobs)"
     summary += " (dry run: nothing written)" if dry_run else f"; written to {_record(model, point, out)}"

@@ -97,10 +97,11 @@ def train(
         f"Dice {val['dice']:.3f}, recall {val['defect_recall']:.3f}, FP/img {val['fp_blobs_per_image']:.2f}",
         highlight=False,
     )
-    op, rule = result["operating_point"], result["mask_rule"]
-    growth = f"hysteresis from {rule['grow']}" if rule["grow"] is not None else "no hysteresis"
+    from edgeseg.postprocess import MaskRule
+
+    op, rule = result["operating_point"], MaskRule.from_dict(result["mask_rule"])
     console.print(
-        f"operating point: threshold {op['threshold']:.2f}, {growth}, blobs >= {rule['min_area']} px; on the fitting "
+        f"operating point: threshold {op['threshold']:.2f}, {rule.describe()}; on the fitting "
         f"set Dice {op['dice']:.3f}, recall {op['defect_recall']:.3f}, FP/img {op['fp_blobs_per_image']:.4f}"
         + ("" if result["within_budget"] else f" [yellow](over the --fa-budget {cfg.fa_budget}: no point was within it)[/]"),
         highlight=False,
