@@ -207,16 +207,31 @@ def sweep(defect_probs: np.ndarray, masks: np.ndarray, good_probs: np.ndarray,
     return tally.points()
 
 
-def choose(points: Sequence[Point], budget: float = DEFAULT_BUDGET) -> tuple[Point, bool]:
-    """The best point within ``budget`` (highest recall + Dice; ties go to the higher threshold), and
-    whether it is within budget at all (if not: the point with the fewest false blobs)."""
+#: How points within the budget are ranked: ``balanced`` = recall + Dice (one point for one); ``recall`` =
+#: recall first, Dice between equal recalls (a line that ranks escapes above measuring a defect to size).
+PREFERENCES: tuple[str, ...] = ("balanced", "recall")
+
+
+def merit(recall: float, dice: float, threshold: float, prefer: str = "balanced") -> tuple[float, ...]:
+    """The sort key of a point under ``prefer`` (higher is better; ties go to the higher threshold)."""
+    if prefer == "balanced":
+        return (recall + dice, threshold)
+    if prefer == "recall":
+        return (recall, dice, threshold)
+    raise EdgesegError(f"unknown preference {prefer!r}: choose one of {', '.join(PREFERENCES)}")
+
+
+def choose(points: Sequence[Point], budget: float = DEFAULT_BUDGET, prefer: str = "balanced") -> tuple[Point, bool]:
+    """The best point within ``budget`` (by :func:`merit` under ``prefer``), and whether it is within budget
+    at all (if not: the point with the fewest false blobs)."""
     if not points:
         raise EdgesegError("no operating points to choose from")
     if budget < 0:
         raise EdgesegError(f"false-alarm budget must be >= 0, got {budget}")
+    merit(0.0, 0.0, 0.0, prefer)  # an unknown preference fails here, whatever the points
     within = [p for p in points if p.within(budget)]
     if within:
-        return max(within, key=lambda p: (p.defect_recall + p.dice, p.threshold)), True
+        return max(within, key=lambda p: merit(p.defect_recall, p.dice, p.threshold, prefer)), True
     return min(points, key=lambda p: (p.fp_blobs_per_image, -(p.defect_recall + p.dice))), False
 
 
@@ -253,13 +268,15 @@ def fitting_set(seed: int = DEFAULT_SEED, count: int = DEFAULT_COUNT, image_size
 
 def fit_on(predict: Callable[[np.ndarray], np.ndarray], defect: np.ndarray, masks: np.ndarray, good: np.ndarray,
            budget: float = DEFAULT_BUDGET, defect_groups: Sequence[str] | None = None,
-           good_groups: Sequence[str] | None = None, chunk: int = 250, progress: Progress = silent) -> dict[str, Any]:
+           good_groups: Sequence[str] | None = None, chunk: int = 250, progress: Progress = silent,
+           prefer: str = "balanced") -> dict[str, Any]:
     """Run ``predict`` ((N, H, W) uint8 images → (N, H, W) probabilities) on images with defects (``masks``
-    their labels) and defect-free ones, ``chunk`` images at a time, sweep and choose. The result is a
-    manifest's ``operating_point``: budget, within_budget, the chosen point, and the whole sweep (what a
-    stricter budget would cost). ``progress`` is called with images done."""
+    their labels) and defect-free ones, ``chunk`` images at a time, sweep and choose (:func:`choose` under
+    ``prefer``). The result is a manifest's ``operating_point``: budget, preference, within_budget, the chosen
+    point, and the whole sweep (what a stricter budget would cost). ``progress`` is called with images done."""
     if budget < 0:
         raise EdgesegError(f"false-alarm budget must be >= 0, got {budget}")
+    merit(0.0, 0.0, 0.0, prefer)  # fail before the predictions, not after
     tally = Tally()
     total, done = len(defect) + len(good), 0
     for images, labels, groups in ((defect, masks, defect_groups), (good, None, good_groups)):
@@ -271,17 +288,17 @@ def fit_on(predict: Callable[[np.ndarray], np.ndarray], defect: np.ndarray, mask
             done += len(images[part])
             progress(done, total, "")
     points = tally.points()
-    best, within = choose(points, budget)
-    return {"budget": budget, "within_budget": within, "chosen": best.to_dict(),
+    best, within = choose(points, budget, prefer)
+    return {"budget": budget, "prefer": prefer, "within_budget": within, "chosen": best.to_dict(),
             "sweep": [p.to_dict() for p in points]}
 
 
 def fit(predict: Callable[[np.ndarray], np.ndarray], budget: float = DEFAULT_BUDGET, count: int = DEFAULT_COUNT,
-        seed: int = DEFAULT_SEED, progress: Progress = silent) -> dict[str, Any]:
+        seed: int = DEFAULT_SEED, progress: Progress = silent, prefer: str = "balanced") -> dict[str, Any]:
     """:func:`fit_on` a freshly drawn :func:`fitting_set` (the budget holds for each noise kind), recorded
     under ``fitting_set``."""
     fs = fitting_set(seed, count)
     return {**fit_on(predict, fs.defect, fs.masks, fs.good, budget, fs.defect_groups, fs.good_groups,
-                     progress=progress),
+                     progress=progress, prefer=prefer),
             "fitting_set": {"defect_images": count, "good_images": count, "seed": [seed, 1],
                             "groups": "noise: uniform | gaussian, half of the images each"}}

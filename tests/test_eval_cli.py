@@ -244,6 +244,7 @@ def test_operating_point_refits_the_manifest_and_eval_uses_it(tmp_path):
     after = read_json(tmp_path / "m.onnx.json")
     assert after["threshold"] == report["chosen"]["threshold"] and after["mask_rule"] == report["chosen"]["mask_rule"]
     assert after["operating_point"]["budget"] == 0.02 and after["config"] == before["config"]  # the rest is kept
+    assert after["operating_point"]["prefer"] == "balanced"
     if report["within_budget"]:
         assert report["chosen"]["fp_blobs_per_image"] <= 0.02
     assert model_threshold(model) == (after["threshold"], "manifest")
@@ -254,6 +255,7 @@ def test_operating_point_refits_the_manifest_and_eval_uses_it(tmp_path):
     (["--model", "nowhere.onnx"], "model file not found: nowhere.onnx"),
     (["--fa-budget", "-1"], "false-alarm budget must be >= 0"),
     (["--fit-count", "1"], "--fit-count must be at least 2"),
+    (["--prefer", "escapes"], "--prefer must be one of balanced, recall, got 'escapes'"),
 ])
 def test_operating_point_bad_input_is_one_line(tmp_path, args, message):
     model = box_filter_onnx(tmp_path / "m.onnx")
@@ -277,12 +279,13 @@ def test_operating_point_on_a_lines_own_images(sets, tmp_path):
     before = (tmp_path / "m.onnx.json").read_text()
     line = tmp_path / "line" / "m.onnx"
     r = cli.invoke(app, ["operating-point", "--model", str(model), "--data", str(sets["defects"]),
-                         "--good", str(sets["good"] / "images"), "--fa-budget", "0", "--out", str(line), "-q"])
+                         "--good", str(sets["good"] / "images"), "--fa-budget", "0", "--out", str(line),
+                         "--prefer", "recall", "-q"])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "m.onnx.json").read_text() == before
     assert line.read_bytes() == model.read_bytes()
     assert model_threshold(line) == (report["chosen"]["threshold"], "manifest")
-    assert json.loads((tmp_path / "line" / "m.onnx.json").read_text())["operating_point"]["budget"] == 0
+    assert json.loads((tmp_path / "line" / "m.onnx.json").read_text())["operating_point"]["prefer"] == "recall"
 
     for args, message in ((["--data", str(sets["defects"])], "--data and --good go together"),
                           (["--out", str(tmp_path / "m.keras")], "--out must be a file path ending in .onnx"),

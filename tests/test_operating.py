@@ -52,6 +52,19 @@ def test_size_keeps_the_faint_defects_that_height_alone_gives_up():
     assert best.defect_recall == 1.0 and best.dice == 1.0 and best.fp_blobs_per_image == 0
 
 
+def test_a_recall_first_line_takes_the_point_that_finds_more_and_measures_less():
+    from edgeseg.operating import Point
+
+    finds = Point(0.3, MaskRule(None, 32), dice=0.92, defect_recall=0.99, fp_blobs_per_image=0.004)
+    measures = Point(0.8, MaskRule(None, 32), dice=0.95, defect_recall=0.98, fp_blobs_per_image=0.0)
+    noisy = Point(0.2, MaskRule(None, 32), dice=0.90, defect_recall=1.0, fp_blobs_per_image=0.02)
+    points = [finds, measures, noisy]
+    assert choose(points, 0.005) == (measures, True)  # recall + Dice: 1.93 against 1.91
+    assert choose(points, 0.005, prefer="recall") == (finds, True)  # and never past the budget
+    with pytest.raises(EdgesegError, match="unknown preference 'escapes': choose one of balanced, recall"):
+        choose(points, 0.005, prefer="escapes")
+
+
 def test_the_tally_counts_what_score_counts_on_the_rules_masks():
     # Smoothed noise makes blobs of every size, touching defects, merging, and specks under MIN_BLOB; each
     # point must equal edgeseg.metrics.score on MaskRule.apply's masks (the slow way, one pass per rule).

@@ -30,31 +30,35 @@ Examples:
 
 Without --data/--good the fitting set is drawn fresh (--fit-count images with defects and as many without,
 contrast 3, shapes mixed, half of the images with uniform and half with Gaussian noise). The chosen point
-has the best defect recall + Dice among those within --fa-budget false blobs per image on each noise kind
-(on a line's own images: over all of them). It is written into the model's manifest
+has the best defect recall + Dice (with --prefer recall: the best recall, Dice between equal recalls) among
+those within --fa-budget false blobs per image on each noise kind (on a line's own images: over all of them). It is written into the model's manifest
 (threshold, mask_rule, operating_point), which eval, predict, compare and bench read.
 """
 
 
 def _table(point: dict[str, Any]):
     """One row per rule: its best threshold within the budget (or, if none is, its fewest false blobs), the
-    chosen row marked; rows by recall + Dice."""
+    chosen row marked; rows best first, ranked as the fit ranks them (``prefer``)."""
     from rich import box
     from rich.table import Table
 
+    from edgeseg.operating import merit
     from edgeseg.postprocess import MaskRule
 
-    budget = point["budget"]
+    budget, prefer = point["budget"], point.get("prefer", "balanced")
+
+    def key(p: dict) -> tuple[float, ...]:
+        return merit(p["defect_recall"], p["dice"], p["threshold"], prefer)
+
     rules: dict[str, list[dict]] = {}
     for p in point["sweep"]:
         rules.setdefault(MaskRule.from_dict(p["mask_rule"]).describe(), []).append(p)
     rows = []
     for name, points in rules.items():
         within = [p for p in points if p["fp_blobs_per_image"] <= budget + 1e-12]
-        best = (max(within, key=lambda p: (p["defect_recall"] + p["dice"], p["threshold"])) if within
-                else min(points, key=lambda p: p["fp_blobs_per_image"]))
+        best = max(within, key=key) if within else min(points, key=lambda p: p["fp_blobs_per_image"])
         rows.append((bool(within), name, best))
-    rows.sort(key=lambda r: (r[0], r[2]["defect_recall"] + r[2]["dice"]), reverse=True)
+    rows.sort(key=lambda r: (r[0], *key(r[2])), reverse=True)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False,
                   caption=f"per rule, its best threshold within {budget:g} false blobs per image (in the worst "
                           f"noise kind) on the fitting set; * chosen, dim: no threshold within the budget")
@@ -107,6 +111,7 @@ def operating_point(
     data: Optional[Path] = typer.Option(None, "--data", help="Fit on this labelled set of defect images instead (with --good)."),
     good: Optional[Path] = typer.Option(None, "--good", help="Defect-free images for --data: a labelled set or a folder of unlabelled images."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write a copy of the model with the refitted point here (e.g. one per line); the model itself is left alone."),
+    prefer: str = typer.Option("balanced", "--prefer", help="Among the points within the budget: balanced (recall + Dice) or recall (recall first, Dice between equals)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the sweep and the choice; leave the manifest alone."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Write the sweep and choice as JSON to this file ('-' = stdout)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -118,6 +123,8 @@ def operating_point(
 
     if fit_count < 2:
         raise EdgesegError(f"--fit-count must be at least 2 (one image per noise kind), got {fit_count}")
+    if prefer not in operating.PREFERENCES:
+        raise EdgesegError(f"--prefer must be one of {', '.join(operating.PREFERENCES)}, got {prefer!r}")
     if str(model) == "classical":
         raise EdgesegError("classical has no fitted operating point: its threshold is its z-score (see edgeseg eval --help)")
     if out is not None and (out.is_dir() or out.suffix != model.suffix):
@@ -138,11 +145,11 @@ def operating_point(
             return predict_probs(runner, images)
 
         if sets is None:
-            point = operating.fit(predict, fa_budget, fit_count, seed, progress=progress)
+            point = operating.fit(predict, fa_budget, fit_count, seed, progress=progress, prefer=prefer)
         else:
             defects, clean = sets
             point = {**operating.fit_on(predict, defects.images, defects.masks, clean.images, fa_budget,
-                                        progress=progress),
+                                        progress=progress, prefer=prefer),
                      "fitting_set": {"data": str(defects.path), "good": str(clean.path),
                                      "defect_images": len(defects), "good_images": len(clean)}}
     report = {"model": str(model), **point, "written": not dry_run, "command": sys.argv}
