@@ -13,7 +13,8 @@ and defect-free images — by sweeping thresholds and candidate rules:
   a line's own images are one group;
 * among those, the one with the highest ``defect_recall + dice`` wins: recall says whether a defect is found,
   Dice whether it is measured to size, and the line needs both (hysteresis can buy a point of recall with
-  three points of Dice; the sum refuses that trade, it takes one point for one);
+  three points of Dice; the sum refuses that trade, it takes one point for one) — or, for a line that ranks
+  escapes above measurement (``prefer="recall"``), the one with the highest recall, Dice between equals;
 * when no point is within budget, the one with the fewest false blobs wins, and the result says so.
 
 The rules decide *blobs*, not pixels. At a strict budget a pixel threshold alone has to rise until the rare

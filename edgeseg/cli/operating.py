@@ -31,8 +31,9 @@ Examples:
 Without --data/--good the fitting set is drawn fresh (--fit-count images with defects and as many without,
 contrast 3, shapes mixed, half of the images with uniform and half with Gaussian noise). The chosen point
 has the best defect recall + Dice (with --prefer recall: the best recall, Dice between equal recalls) among
-those within --fa-budget false blobs per image on each noise kind (on a line's own images: over all of them). It is written into the model's manifest
-(threshold, mask_rule, operating_point), which eval, predict, compare and bench read.
+those within --fa-budget false blobs per image on each noise kind (on a line's own images: over all of them).
+It is written into the model's manifest (threshold, mask_rule, operating_point), which eval, predict, compare
+and bench read.
 """
 
 
