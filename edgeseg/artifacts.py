@@ -21,9 +21,32 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg import __version__
+from edgeseg.errors import EdgesegError
 
 # Packages whose versions are recorded in every manifest (those not installed are skipped).
 _RECORDED = ("numpy", "cv2", "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "tensorrt", "pycuda")
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Raise a one-line :class:`EdgesegError` when ``path`` cannot be written: a file where one of its folders
+    would be, or a folder without write permission. Nothing is created; commands call it before long work."""
+    path = Path(path)
+    folder = path.parent.absolute()
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise EdgesegError(f"cannot write {path}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK):
+        raise EdgesegError(f"cannot write {path}: no permission to write in {folder}")
+
+
+def _writable_parent(path: Path) -> None:
+    """Create ``path``'s folder, or say in one line why it cannot be."""
+    check_writable(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise EdgesegError(f"cannot write {path}: {e.strerror or e}") from None
 
 
 @contextlib.contextmanager
@@ -33,7 +56,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     ``suffix`` keeps the file ending for writers that choose the format from it (Keras, cv2).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _writable_parent(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -49,7 +72,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; it replaces ``path`` only if the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _writable_parent(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         yield tmp

@@ -289,6 +289,7 @@ def test_operating_point_on_a_lines_own_images(sets, tmp_path):
 
     for args, message in ((["--data", str(sets["defects"])], "--data and --good go together"),
                           (["--out", str(tmp_path / "m.keras")], "--out must be a file path ending in .onnx"),
+                          (["--out", str(model / "m.onnx")], "is a file, not a folder"),  # said before the fit
                           (["--data", str(sets["defects"]), "--good", str(sets["defects"])], "has labelled defects")):
         r = cli.invoke(app, ["operating-point", "--model", str(model), "-q", *args])
         assert r.exit_code == 1 and message in r.output and "Traceback" not in r.output

@@ -61,6 +61,14 @@ def test_refuses_to_overwrite_a_folder_that_is_not_a_dataset(tmp_path):
     assert (tmp_path / "notes.txt").read_text() == "keep me"
 
 
+def test_an_out_path_under_a_file_is_a_one_line_error(tmp_path):
+    (tmp_path / "notes.txt").write_text("keep me")
+    r = runner.invoke(app, ["generate", "--count", "2", "--out", str(tmp_path / "notes.txt" / "d"), *SMALL])
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert f"cannot write {tmp_path / 'notes.txt' / 'd'}: {tmp_path / 'notes.txt'} is a file, not a folder" in r.stderr
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+
+
 def test_help_shows_examples():
     r = runner.invoke(app, ["generate", "--help"])
     assert r.exit_code == 0

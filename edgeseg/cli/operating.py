@@ -131,6 +131,10 @@ def operating_point(
     if out is not None and (out.is_dir() or out.suffix != model.suffix):
         raise EdgesegError(f"--out must be a file path ending in {model.suffix or 'the model file ending'} "
                            f"(a copy of {model.name}), got {out}")
+    if out is not None:
+        from edgeseg.artifacts import check_writable
+
+        check_writable(out)  # before the fit, not after it
     if (data is None) != (good is None):
         raise EdgesegError("--data and --good go together: images with defects, and defect-free ones of the same kind")
     sets = None
