@@ -47,6 +47,15 @@ def _components(binary: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
     return n, labels, stats[:, cv2.CC_STAT_AREA].astype(np.int64)
 
 
+def overlaps(blob_labels: np.ndarray, truth_labels: np.ndarray, n_truth: int) -> tuple[np.ndarray, ...]:
+    """Every (blob, defect) pair that shares pixels, as three arrays: blob label, defect label (both from 1)
+    and the shared pixels. ``n_truth`` is the largest defect label."""
+    both = (blob_labels > 0) & (truth_labels > 0)
+    ids, counts = np.unique(blob_labels[both].astype(np.int64) * (n_truth + 1) + truth_labels[both],
+                            return_counts=True)
+    return ids // (n_truth + 1), ids % (n_truth + 1), counts
+
+
 def _size_bin(area: int) -> str:
     side = math.sqrt(area)
     for lo, hi in SIZE_BINS:
@@ -200,12 +209,10 @@ def score(pred: np.ndarray, truth: GroundTruth, threshold: float) -> dict[str, A
             big[0] = False
             blobs = int(big.sum())
             if blobs and k:
-                both = (lab_p > 0) & (lab_gt > 0)
+                blob, _, counts = overlaps(lab_p, lab_gt, k)
                 # Largest overlap of each blob with any single GT defect.
-                pair = lab_p[both].astype(np.int64) * (k + 1) + lab_gt[both]
-                ids, counts = np.unique(pair, return_counts=True)
                 best = np.zeros(n_p, dtype=np.int64)
-                np.maximum.at(best, ids // (k + 1), counts)
+                np.maximum.at(best, blob, counts)
                 false = big & (best < FP_OVERLAP * area_p)
             else:
                 false = big

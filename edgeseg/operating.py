@@ -44,7 +44,7 @@ import numpy as np
 
 from edgeseg.data.synth import generate_batch, validation_config
 from edgeseg.errors import EdgesegError
-from edgeseg.metrics import FP_OVERLAP, HIT_FRACTION, MIN_BLOB, GroundTruth
+from edgeseg.metrics import FP_OVERLAP, HIT_FRACTION, MIN_BLOB, GroundTruth, overlaps
 from edgeseg.postprocess import MaskRule
 from edgeseg.progress import Progress, silent
 
@@ -102,10 +102,8 @@ class _Blobs:
         self.max_overlap = np.zeros(n - 1, np.int64)
         self.pair_blob = self.pair_defect = self.pair_count = np.zeros(0, np.int64)
         if n_true and n > 1:
-            both = (lab > 0) & (truth_labels > 0)
-            pair = lab[both].astype(np.int64) * (n_true + 1) + truth_labels[both]
-            ids, counts = np.unique(pair, return_counts=True)
-            self.pair_blob, self.pair_defect, self.pair_count = ids // (n_true + 1) - 1, ids % (n_true + 1) - 1, counts
+            blob, defect, counts = overlaps(lab, truth_labels, n_true)
+            self.pair_blob, self.pair_defect, self.pair_count = blob - 1, defect - 1, counts
             np.add.at(self.tp, self.pair_blob, counts)
             np.maximum.at(self.max_overlap, self.pair_blob, counts)
 

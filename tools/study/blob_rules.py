@@ -16,6 +16,7 @@ false: a blob of ≥ 16 px overlapping no single defect by 10 % of its own pixel
 within it is printed as recall/Dice(τ). Probabilities are cached in OUTDIR/NAME/*.npy (float16).
 """
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -23,7 +24,7 @@ import numpy as np
 
 from edgeseg.data.dataset import load_dataset
 from edgeseg.evaluate import predict_probs
-from edgeseg.metrics import FP_OVERLAP, HIT_FRACTION, MIN_BLOB, GroundTruth
+from edgeseg.metrics import FP_OVERLAP, HIT_FRACTION, MIN_BLOB, GroundTruth, overlaps
 from edgeseg.runners.base import load_runner
 
 SETS = {"seed": "good", "gauss": "goodg", "vary": None}
@@ -43,7 +44,7 @@ def cached_probs(model: str, cache: Path, name: str, images: np.ndarray) -> np.n
 
 def blobs(probs: np.ndarray, truth: GroundTruth, level: float):
     """Per blob: (area, max, excess), its overlaps [(defect index over the set, pixels)]; defect areas."""
-    stats, overlaps, areas, first = [], [], [], 0
+    stats, touching, areas, first = [], [], [], 0
     for i, p in enumerate(probs):
         lab_gt, area_gt = truth.labels[i], truth.areas[i]
         k = len(area_gt)
@@ -54,27 +55,25 @@ def blobs(probs: np.ndarray, truth: GroundTruth, level: float):
         excess = np.bincount(flat, weights=(p - level).ravel(), minlength=n)
         per_blob = [[] for _ in range(n - 1)]
         if k and n > 1:
-            both = (lab > 0) & (lab_gt > 0)
-            ids, counts = np.unique(lab[both].astype(np.int64) * (k + 1) + lab_gt[both], return_counts=True)
-            for b, g, c in zip(ids // (k + 1), ids % (k + 1), counts):
+            for b, g, c in zip(*overlaps(lab, lab_gt, k)):
                 per_blob[b - 1].append((first + g - 1, int(c)))
         for b in range(1, n):
             stats.append((st[b, cv2.CC_STAT_AREA], peak[b], excess[b]))
-            overlaps.append(per_blob[b - 1])
+            touching.append(per_blob[b - 1])
         areas += list(area_gt)
         first += k
-    return np.array(stats, np.float64).reshape(-1, 3), overlaps, np.array(areas, np.int64)
+    return np.array(stats, np.float64).reshape(-1, 3), touching, np.array(areas, np.int64)
 
 
-def sweep(stats, overlaps, areas, gt_pixels, column, taus):
+def sweep(stats, touching, areas, gt_pixels, column, taus):
     """Per τ: false blobs, found flags and the pixel counts for Dice."""
     area, score = stats[:, 0], stats[:, column]
-    best = np.array([max((c for _, c in o), default=0) for o in overlaps])
-    tp = np.array([sum(c for _, c in o) for o in overlaps])
+    best = np.array([max((c for _, c in o), default=0) for o in touching])
+    tp = np.array([sum(c for _, c in o) for o in touching])
     false = (area >= MIN_BLOB) & (best < FP_OVERLAP * area)
-    blob = np.array([b for b, o in enumerate(overlaps) for _ in o], np.int64)
-    defect = np.array([d for o in overlaps for d, _ in o], np.int64)
-    count = np.array([c for o in overlaps for _, c in o], np.int64)
+    blob = np.array([b for b, o in enumerate(touching) for _ in o], np.int64)
+    defect = np.array([d for o in touching for d, _ in o], np.int64)
+    count = np.array([c for o in touching for _, c in o], np.int64)
     out = []
     for t in taus:
         keep = score >= t
@@ -85,12 +84,17 @@ def sweep(stats, overlaps, areas, gt_pixels, column, taus):
     return out
 
 
-def main() -> None:
-    root, outdir = Path(sys.argv[1]), Path(sys.argv[2])
-    for spec in sys.argv[3:]:
+def models(argv: list[str]) -> Iterator[tuple[Path, str, str, Path]]:
+    """``ROOT OUTDIR NAME=MODEL …`` → (ROOT, NAME, MODEL, its probability cache OUTDIR/NAME, created)."""
+    root, outdir = Path(argv[1]), Path(argv[2])
+    for spec in argv[3:]:
         name, model = spec.split("=", 1)
-        cache = outdir / name
-        cache.mkdir(parents=True, exist_ok=True)
+        (outdir / name).mkdir(parents=True, exist_ok=True)
+        yield root, name, model, outdir / name
+
+
+def main() -> None:
+    for root, name, model, cache in models(sys.argv):
         for s, g in SETS.items():
             ds = load_dataset(root / s)
             truth = GroundTruth.from_masks(ds.masks)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from blob_rules import cached_probs  # tools/study/blob_rules.py: the same cache files
+from blob_rules import cached_probs, models  # tools/study/blob_rules.py: the same arguments and cache files
 
 from edgeseg import operating
 from edgeseg.data.dataset import load_dataset
@@ -63,11 +63,7 @@ def held_out(model: str, cache: Path, root: Path):
 
 
 def main() -> None:
-    root, outdir = Path(sys.argv[1]), Path(sys.argv[2])
-    for spec in sys.argv[3:]:
-        name, model = spec.split("=", 1)
-        cache = outdir / name
-        cache.mkdir(parents=True, exist_ok=True)
+    for root, name, model, cache in models(sys.argv):
         points, sets = tallies(model, cache), held_out(model, cache, root)
         for how, budgets in BUDGETS.items():
             for cand, rules in CANDIDATES.items():
