@@ -14,6 +14,10 @@ pixels, so the work belongs at low resolution:
   gives a receptive field of ~250 px: defects are up to 63 px and need background around them, and thin
   defects (8 px wide, up to 63 long) need aggregation *along* them at a resolution where they are still
   2 cells wide — at 1/8 resolution (``pool=2``) they fall between cells and most were missed (docs/STUDY.md);
+  it is 16 channels wide: ONNX Runtime's convolutions on AVX-512 work in blocks of 16 channels, so 8 are padded
+  to 16 and save little time (16 cost 3–5 % at batch 1 and 9–17 % at batch 32 in FP32, and are deep enough for
+  INT8, which wins that back), while 16 add ~0.5 point of Dice and up to ~1 of recall (docs/STUDY.md, ninth
+  session);
 * a head over [detail, context] predicts the 4×4 pixels of each cell, unfolded to full resolution by
   depth-to-space (sub-pixel boundaries): a 1×1 layer of ``head_hidden`` ReLU units, then a 3×3 convolution.
   The hidden layer lets each cell combine "a defect is around here" (context) with "its edge runs through
@@ -21,7 +25,7 @@ pixels, so the work belongs at low resolution:
   points at the same recall and is cheaper than the linear head it replaced, which read all 24 channels
   with a 3×3 kernel (docs/STUDY.md, third session).
 
-~0.05 GFLOP per 256² image, >100× below the UNet, and only the fold's few ops and the final depth-to-space
+~0.12 GFLOP per 256² image, ~60× below the UNet, and only the fold's few ops and the final depth-to-space
 touch full resolution: at these FLOP counts memory traffic and per-op overhead, not arithmetic, set the speed.
 """
 
@@ -43,7 +47,7 @@ def _conv(x, filters: int, dilation: int, norm: bool, name: str, kernel: int = 3
     return x
 
 
-def build_inline(width: int = 8, stem: int = 16, dilations: tuple[int, ...] | list[int] = (1, 2, 4, 8, 16),
+def build_inline(width: int = 16, stem: int = 16, dilations: tuple[int, ...] | list[int] = (1, 2, 4, 8, 16),
                  block: int = 4, pool: int = 1, norm: bool = True, head: int = 3,
                  background: str = "local", extremes: int = 1, estimate_noise: bool = True,
                  gate_extremes: bool = True, head_hidden: int = 16) -> keras.Model:
