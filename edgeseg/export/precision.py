@@ -167,7 +167,9 @@ def shallow_convs(model, min_depth: int) -> list[str]:
     Why they stay FP32: an int8 kernel only pays for quantizing its input and requantizing its output when
     each output sums enough products. Measured on the inline network (docs/results/deploy.md), ONNX
     Runtime's QLinearConv is *slower* than the FP32 NCHWc kernel for the 4×4 single-channel fold conv
-    (depth 16) and for the 8-channel context convs (depth 72), and ~4× faster for the head (depth 216).
+    (depth 16) and for 8-channel context convs (depth 72), and ~4× faster for the head (depth 216); with
+    the default 16 context channels (depth 144) every context conv is quantized and INT8 beats FP32
+    (docs/BENCHMARKS.md, section 4).
     The first conv of an edgeseg network also reads raw pixels: symmetric int8 over 0..255 has a step of
     2 gray levels, the size of the defects' contrast, and it caused most of the INT8 error.
     """
