@@ -16,7 +16,6 @@ each of `OnnxRuntimeRunner`'s two workers runs), medians over the rounds. The no
 tf2onnx 1.17's for `edgeseg.models.inline` (docs/BENCHMARKS.md, section 4, has the result).
 """
 import sys
-import time
 
 import numpy as np
 import onnx
@@ -24,6 +23,7 @@ import onnxruntime as ort
 from onnx import helper, numpy_helper
 
 from edgeseg.data.synth import PRESETS, generate_batch
+from timing import images_per_s  # tools/study/timing.py
 
 SRC = sys.argv[1]
 ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 5
@@ -104,14 +104,7 @@ for _ in range(ROUNDS):
     for name in variants:
         for threads, b in CASES:
             s, feed = sessions[name, threads], {"image": x[:b]}
-            for _ in range(3):
-                s.run(None, feed)
-            times = []
-            for _ in range(max(10, 160 // b)):
-                t = time.perf_counter()
-                s.run(None, feed)
-                times.append(time.perf_counter() - t)
-            rates[name, (threads, b)].append(b / float(np.median(times)))
+            rates[name, (threads, b)].append(images_per_s(lambda: s.run(None, feed), b, max(10, 160 // b)))
 print("images/s, medians of", ROUNDS, "interleaved rounds")
 for name in variants:
     print(name, {f"{t} thread(s), batch {b}": round(float(np.median(rates[name, (t, b)]))) for t, b in CASES})

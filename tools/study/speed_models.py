@@ -8,12 +8,12 @@ says how noisy the host was. Unlike `speed_variants.py` (untrained builder varia
 themselves, e.g. two trained networks or one network's FP32 and INT8 exports.
 """
 import argparse
-import time
 
 import numpy as np
 
 from edgeseg.data.synth import PRESETS, generate_batch
 from edgeseg.runners.base import load_runner
+from timing import images_per_s  # tools/study/timing.py
 
 BATCHES = (1, 32)
 
@@ -28,14 +28,7 @@ for _ in range(args.rounds):
     for i, runner in enumerate(runners):
         for b in BATCHES:
             x = images[:b]
-            for _ in range(3):
-                runner.infer(x)
-            times = []
-            for _ in range(max(10, 200 // b)):
-                t = time.perf_counter()
-                runner.infer(x)
-                times.append(time.perf_counter() - t)
-            rates[i, b].append(b / float(np.median(times)))
+            rates[i, b].append(images_per_s(lambda: runner.infer(x), b, max(10, 200 // b)))
 print(f"images/s, median (range) of {args.rounds} interleaved rounds")
 print("| model | " + " | ".join(f"batch {b}" for b in BATCHES) + " |")
 print("|---|" + "---|" * len(BATCHES))

@@ -7,7 +7,6 @@ Rounds alternate between the variants so a busy machine slows all of them alike;
 """
 import json
 import sys
-import time
 
 import numpy as np
 import onnxruntime as ort
@@ -16,6 +15,7 @@ import tf2onnx
 
 import edgeseg.models as models
 from edgeseg.data.synth import PRESETS, generate_batch
+from timing import images_per_s  # tools/study/timing.py
 
 variants = [json.loads(a) for a in sys.argv[1:]] or [{}]
 images, _ = generate_batch(np.random.default_rng(0), PRESETS["seed"], 32)
@@ -32,13 +32,6 @@ for _ in range(5):
     for i, s in enumerate(sessions):
         for b in (1, 32):
             feed = {"image": x[:b]}
-            for _ in range(3):
-                s.run(None, feed)
-            times = []
-            for _ in range(max(10, 100 // b)):
-                t = time.perf_counter()
-                s.run(None, feed)
-                times.append(time.perf_counter() - t)
-            rates[(i, b)].append(b / float(np.median(times)))
+            rates[(i, b)].append(images_per_s(lambda: s.run(None, feed), b, max(10, 100 // b)))
 for i, kw in enumerate(variants):
     print(json.dumps(kw), {f"batch {b}": round(float(np.median(rates[(i, b)]))) for b in (1, 32)})

@@ -6,12 +6,12 @@ mode (batches split over worker threads, at several chunk sizes), side by side i
 Rounds alternate between the settings so a busy machine slows all of them alike; medians of 5 rounds.
 """
 import sys
-import time
 
 import numpy as np
 
 from edgeseg.data.synth import PRESETS, generate_batch
 from edgeseg.runners.base import load_runner
+from timing import images_per_s  # tools/study/timing.py
 
 model = sys.argv[1]
 batches = [int(b) for b in (sys.argv[2] if len(sys.argv) > 2 else "1,2,8,32").split(",")]
@@ -24,14 +24,7 @@ for _ in range(5):
     for name, runner in runners.items():
         for b in batches:
             x = images[:b]
-            for _ in range(3):
-                runner.infer(x)
-            times = []
-            for _ in range(max(10, 160 // b)):
-                t = time.perf_counter()
-                runner.infer(x)
-                times.append(time.perf_counter() - t)
-            rates[(name, b)].append(b / float(np.median(times)))
+            rates[(name, b)].append(images_per_s(lambda: runner.infer(x), b, max(10, 160 // b)))
 print(f"{model}: images/s, medians of 5 interleaved rounds ({runners['one call'].config['intra_op_num_threads']} threads)")
 print("| setting | " + " | ".join(f"batch {b}" for b in batches) + " |")
 print("|---|" + "---|" * len(batches))
