@@ -39,7 +39,9 @@ demo: setup
 	$(BIN)/edgeseg export --model $(RUN)/model.keras --out $(RUN)/model.onnx
 	$(BIN)/edgeseg quantize --model $(RUN)/model.onnx --fp16
 	$(BIN)/edgeseg quantize --model $(RUN)/model.onnx --int8
-	$(BIN)/edgeseg compare --data $(DATA)/seed --data $(DATA)/gauss --json $(RUN)/compare.json $(RUN)/model.keras $(RUN)/model.onnx $(RUN)/model.fp16.onnx $(RUN)/model.int8.onnx
+	# INT8 for CPU deployment: uint8 activations, ReLUs folded into the convolutions (ONNX Runtime only).
+	$(BIN)/edgeseg quantize --model $(RUN)/model.onnx --int8 --target cpu --out $(RUN)/model.int8.cpu.onnx
+	$(BIN)/edgeseg compare --data $(DATA)/seed --data $(DATA)/gauss --json $(RUN)/compare.json $(RUN)/model.keras $(RUN)/model.onnx $(RUN)/model.fp16.onnx $(RUN)/model.int8.onnx $(RUN)/model.int8.cpu.onnx
 	# A line with Gaussian noise fits its own point on images of its own (other seeds than the held-out sets).
 	$(BIN)/edgeseg generate --preset seed --count 1000 --seed 5001 --noise gaussian --shape mixed --out $(RUN)/gauss-line/defects
 	$(BIN)/edgeseg generate --preset seed --count 1000 --seed 5002 --noise gaussian --shape mixed --good-fraction 1 --out $(RUN)/gauss-line/good
@@ -49,7 +51,7 @@ demo: setup
 # Benchmarks (docs/results/bench.md). BENCH_S seconds per point keeps a 2-core machine's sweep to minutes.
 BENCH_S       ?= 3
 BENCH_BATCHES ?= 1,2,4,8,16,32
-BENCH_MODELS  ?= $(wildcard $(RUN)/model.keras $(RUN)/model.onnx $(RUN)/model.fp16.onnx $(RUN)/model.int8.onnx)
+BENCH_MODELS  ?= $(wildcard $(RUN)/model.keras $(RUN)/model.onnx $(RUN)/model.fp16.onnx $(RUN)/model.int8.onnx $(RUN)/model.int8.cpu.onnx)
 BENCH_ENGINES  = $(shell $(BIN)/python -c "import tensorrt" 2>/dev/null && ls engines/*.engine 2>/dev/null)
 BENCH_RATE    ?= 100
 bench: setup
