@@ -43,7 +43,8 @@ class Quantizer(str, Enum):
 class Target(str, Enum):
     """Who runs the INT8 file: ``tensorrt`` (symmetric int8, zero point 0 — also runs in ONNX Runtime and is
     the default) or ``cpu`` (uint8 asymmetric activations: ONNX Runtime folds each ReLU into the conv's
-    requantisation; ~10 % faster on the CPU for the inline network, refused by TensorRT)."""
+    requantisation; 1.2–1.6× the symmetric file's speed on the CPU for the 16-channel inline network, refused by
+    TensorRT)."""
 
     tensorrt = "tensorrt"
     cpu = "cpu"
@@ -168,8 +169,8 @@ def shallow_convs(model, min_depth: int) -> list[str]:
     each output sums enough products. Measured on the inline network (docs/results/deploy.md), ONNX
     Runtime's QLinearConv is *slower* than the FP32 NCHWc kernel for the 4×4 single-channel fold conv
     (depth 16) and for 8-channel context convs (depth 72), and ~4× faster for the head (depth 216); with
-    the default 16 context channels (depth 144) every context conv is quantized and INT8 beats FP32
-    (docs/BENCHMARKS.md, section 4).
+    the default 16 context channels (depth 144) every context conv is quantized, and the CPU-target INT8 runs
+    1.3–1.5× FP32 (docs/BENCHMARKS.md, section 4).
     The first conv of an edgeseg network also reads raw pixels: symmetric int8 over 0..255 has a step of
     2 gray levels, the size of the defects' contrast, and it caused most of the INT8 error.
     """

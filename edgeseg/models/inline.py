@@ -16,8 +16,8 @@ pixels, so the work belongs at low resolution:
   2 cells wide — at 1/8 resolution (``pool=2``) they fall between cells and most were missed (docs/STUDY.md);
   it is 16 channels wide: ONNX Runtime's convolutions on AVX-512 work in blocks of 16 channels, so 8 are padded
   to 16 and save little time (16 cost 3–5 % at batch 1 and 9–17 % at batch 32 in FP32, and are deep enough for
-  INT8, which wins that back), while 16 add ~0.5 point of Dice and up to ~1 of recall (docs/STUDY.md, ninth
-  session);
+  INT8, whose CPU version runs 1.3–1.5× FP32), while 16 add ~0.5 point of Dice and up to ~1 of recall
+  (docs/STUDY.md, ninth session);
 * a head over [detail, context] predicts the 4×4 pixels of each cell, unfolded to full resolution by
   depth-to-space (sub-pixel boundaries): a 1×1 layer of ``head_hidden`` ReLU units, then a 3×3 convolution.
   The hidden layer lets each cell combine "a defect is around here" (context) with "its edge runs through
