@@ -107,10 +107,10 @@ class _Blobs:
             np.add.at(self.tp, self.pair_blob, counts)
             np.maximum.at(self.max_overlap, self.pair_blob, counts)
 
-    def counts(self, min_area: int, truth_areas: np.ndarray) -> tuple[int, int, int, int]:
-        """(true-positive pixels, predicted pixels, defects found, false blobs) when blobs with fewer than
-        ``min_area`` seed pixels are dropped."""
-        keep = self.seeds >= max(min_area, 1)
+    def counts(self, rule: MaskRule, truth_areas: np.ndarray) -> tuple[int, int, int, int]:
+        """(true-positive pixels, predicted pixels, defects found, false blobs) when ``rule`` drops the blobs
+        with too few seed pixels."""
+        keep = rule.keeps(self.seeds)
         found = 0
         if len(truth_areas):
             kept = keep[self.pair_blob]
@@ -134,11 +134,10 @@ class Tally:
 
     def __init__(self, rules: Sequence[MaskRule] = CANDIDATE_RULES, thresholds: Sequence[float] = THRESHOLDS):
         self._keys = [(rule, float(t)) for rule in rules for t in thresholds]
-        # One pass per (low level, seed level); the keys it serves, with their min_area.
-        self._passes: dict[tuple[float, float], list[tuple[int, int]]] = {}
+        # One pass per (low level, seed level); the keys it serves, with their rules.
+        self._passes: dict[tuple[float, float], list[tuple[int, MaskRule]]] = {}
         for k, (rule, t) in enumerate(self._keys):
-            low = min(t, rule.grow) if rule.grow is not None else t
-            self._passes.setdefault((low, t), []).append((k, rule.min_area))
+            self._passes.setdefault((rule.level(t), t), []).append((k, rule))
         # Per key: true-positive, predicted and true defect pixels, defects found; per group: false blobs.
         self._pixels = np.zeros((len(self._keys), 3), np.int64)
         self._found = np.zeros(len(self._keys), np.int64)
@@ -170,8 +169,8 @@ class Tally:
                 if peaks[i] < low:  # no blob at this level: nothing to count (most defect-free images)
                     continue
                 blobs = _Blobs(probs[i], low, seed, gt.labels[i], len(gt.areas[i]))
-                for k, min_area in keys:
-                    tp, pred, found, false = blobs.counts(min_area, gt.areas[i])
+                for k, rule in keys:
+                    tp, pred, found, false = blobs.counts(rule, gt.areas[i])
                     if masks is not None:
                         self._pixels[k, :2] += (tp, pred)
                     self._found[k] += found
@@ -211,13 +210,18 @@ def sweep(defect_probs: np.ndarray, masks: np.ndarray, good_probs: np.ndarray,
 PREFERENCES: tuple[str, ...] = ("balanced", "recall")
 
 
+def check_preference(prefer: str) -> str:
+    """``prefer`` if it is one of :data:`PREFERENCES`, else a one-line :class:`EdgesegError`."""
+    if prefer not in PREFERENCES:
+        raise EdgesegError(f"unknown preference {prefer!r}: choose one of {', '.join(PREFERENCES)}")
+    return prefer
+
+
 def merit(recall: float, dice: float, threshold: float, prefer: str = "balanced") -> tuple[float, ...]:
     """The sort key of a point under ``prefer`` (higher is better; ties go to the higher threshold)."""
-    if prefer == "balanced":
+    if check_preference(prefer) == "balanced":
         return (recall + dice, threshold)
-    if prefer == "recall":
-        return (recall, dice, threshold)
-    raise EdgesegError(f"unknown preference {prefer!r}: choose one of {', '.join(PREFERENCES)}")
+    return (recall, dice, threshold)
 
 
 def choose(points: Sequence[Point], budget: float = DEFAULT_BUDGET, prefer: str = "balanced") -> tuple[Point, bool]:
@@ -227,7 +231,7 @@ def choose(points: Sequence[Point], budget: float = DEFAULT_BUDGET, prefer: str 
         raise EdgesegError("no operating points to choose from")
     if budget < 0:
         raise EdgesegError(f"false-alarm budget must be >= 0, got {budget}")
-    merit(0.0, 0.0, 0.0, prefer)  # an unknown preference fails here, whatever the points
+    check_preference(prefer)  # fails here, whatever the points
     within = [p for p in points if p.within(budget)]
     if within:
         return max(within, key=lambda p: merit(p.defect_recall, p.dice, p.threshold, prefer)), True
@@ -275,7 +279,7 @@ def fit_on(predict: Callable[[np.ndarray], np.ndarray], defect: np.ndarray, mask
     point, and the whole sweep (what a stricter budget would cost). ``progress`` is called with images done."""
     if budget < 0:
         raise EdgesegError(f"false-alarm budget must be >= 0, got {budget}")
-    merit(0.0, 0.0, 0.0, prefer)  # fail before the predictions, not after
+    check_preference(prefer)  # fail before the predictions, not after
     tally = Tally()
     total, done = len(defect) + len(good), 0
     for images, labels, groups in ((defect, masks, defect_groups), (good, None, good_groups)):

@@ -47,12 +47,20 @@ class MaskRule:
     def plain(self) -> bool:
         return self.grow is None and self.min_area <= 1
 
+    def level(self, threshold: float) -> float:
+        """The level a blob's pixels reach: ``grow`` when it is below ``threshold``, else ``threshold``."""
+        return min(threshold, self.grow) if self.grow is not None else threshold
+
+    def keeps(self, seed_area: np.ndarray) -> np.ndarray:
+        """Which blobs stay, given each blob's count of seed pixels (those ≥ the threshold)."""
+        return seed_area >= max(self.min_area, 1)
+
     def apply(self, probs: np.ndarray, threshold: float) -> np.ndarray:
         """(N, H, W) probabilities → (N, H, W) bool masks."""
         seeds = probs >= threshold
         if self.plain:
             return seeds
-        low = probs >= min(threshold, self.grow) if self.grow is not None else seeds
+        low = probs >= self.level(threshold)
         out = np.zeros_like(seeds)
         for i in range(len(probs)):
             if not low[i].any():
@@ -60,8 +68,7 @@ class MaskRule:
             n, lab, stats, _ = cv2.connectedComponentsWithStats(low[i].astype(np.uint8), connectivity=8)
             # A blob is kept when its seed pixels (≥ threshold) alone reach min_area: growth extends found
             # defects, it does not promote specks of noise.
-            seed_area = np.bincount(lab[seeds[i]], minlength=n)
-            keep = seed_area >= max(self.min_area, 1)
+            keep = self.keeps(np.bincount(lab[seeds[i]], minlength=n))
             keep[0] = False
             out[i] = keep[lab]
         return out
