@@ -140,6 +140,30 @@ def manifest_path(artifact: str | os.PathLike) -> Path:
     return p / "manifest.json" if p.is_dir() else p.with_name(p.name + ".json")
 
 
+def read_manifest(artifact: str | os.PathLike) -> dict[str, Any] | None:
+    """The manifest beside ``artifact``, or None when it has none.
+
+    A manifest that is not a JSON object, or that names another sha256 than the artifact's file (the file was
+    replaced after its manifest was written, or a crash came between writing the two), is refused in one line:
+    its threshold and mask rule belong to another model.
+    """
+    p = Path(artifact)
+    mpath = manifest_path(p)
+    if not mpath.is_file():
+        return None
+    try:
+        record = read_json(mpath)
+    except (ValueError, OSError):
+        raise EdgesegError(f"{mpath} is not a valid manifest (bad JSON); re-export the model") from None
+    if not isinstance(record, dict):
+        raise EdgesegError(f"{mpath} is not a valid manifest (not a JSON object); re-export the model")
+    expected = record.get("sha256")
+    if isinstance(expected, str) and p.is_file() and sha256_file(p) != expected:
+        raise EdgesegError(f"{mpath} was written for another {p.name} (its sha256 differs): the file changed "
+                           "after its manifest; re-export it or refit it with edgeseg operating-point")
+    return record
+
+
 def environment() -> dict[str, Any]:
     """Machine and package versions, recorded in every manifest."""
     from edgeseg.deps import versions

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from edgeseg import metrics
-from edgeseg.artifacts import manifest_path, read_json
+from edgeseg.artifacts import manifest_path, read_manifest
 from edgeseg.data.dataset import Dataset
 from edgeseg.errors import EdgesegError
 from edgeseg.postprocess import MaskRule
@@ -50,16 +50,14 @@ def predict_probs(runner: Runner, images: np.ndarray, batch_size: int = 16,
 
 def _manifest_value(model: str | Path, key: str) -> tuple[Any, Path | None]:
     """``key`` from the model's manifest and the manifest's path; (None, None) for ``classical`` or a model
-    without a manifest, (None, path) when the manifest lacks the key. Bad JSON is a user error."""
+    without a manifest, (None, path) when the manifest lacks the key. Bad JSON, or a manifest written for
+    another file than the model (:func:`~edgeseg.artifacts.read_manifest`), is a user error."""
     if str(model) == "classical":
         return None, None
-    mpath = manifest_path(model)
-    if not mpath.is_file():
+    record = read_manifest(model)
+    if record is None:
         return None, None
-    try:
-        return read_json(mpath).get(key), mpath
-    except (ValueError, OSError, AttributeError):
-        raise EdgesegError(f"{mpath} is not a valid manifest (bad JSON); re-export the model") from None
+    return record.get(key), manifest_path(model)
 
 
 def model_threshold(model: str | Path) -> tuple[float, str]:

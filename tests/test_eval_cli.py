@@ -287,9 +287,31 @@ def test_operating_point_on_a_lines_own_images(sets, tmp_path):
     assert model_threshold(line) == (report["chosen"]["threshold"], "manifest")
     assert json.loads((tmp_path / "line" / "m.onnx.json").read_text())["operating_point"]["prefer"] == "recall"
 
+    from edgeseg.artifacts import sha256_file
+
+    assert json.loads((tmp_path / "line" / "m.onnx.json").read_text())["sha256"] == sha256_file(line)
+
     for args, message in ((["--data", str(sets["defects"])], "--data and --good go together"),
                           (["--out", str(tmp_path / "m.keras")], "--out must be a file path ending in .onnx"),
                           (["--out", str(model / "m.onnx")], "is a file, not a folder"),  # said before the fit
                           (["--data", str(sets["defects"]), "--good", str(sets["defects"])], "has labelled defects")):
         r = cli.invoke(app, ["operating-point", "--model", str(model), "-q", *args])
         assert r.exit_code == 1 and message in r.output and "Traceback" not in r.output
+
+
+def test_a_manifest_written_for_another_file_is_refused(sets, tmp_path):
+    """A model replaced after its manifest (or a crash between writing the two) must not run at the old
+    model's threshold: every command that reads the manifest says so in one line."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = box_filter_onnx(tmp_path / "m.onnx", threshold=0.3)
+    graph = onnx.load(str(model))
+    gain = next(t for t in graph.graph.initializer if t.name == "gain")
+    gain.CopyFrom(numpy_helper.from_array(np.array(0.9, np.float32), "gain"))
+    onnx.save(graph, str(model))  # the manifest still names the old file's sha256
+    for args in (["eval", "--model", str(model), "--data", str(sets["defects"]), "-q"],
+                 ["operating-point", "--model", str(model), "--fit-count", "12", "-q"]):
+        r = cli.invoke(app, args)
+        assert r.exit_code == 1, r.output
+        assert "m.onnx.json was written for another m.onnx" in r.stderr and r.stderr.count("\n") == 1

@@ -78,29 +78,25 @@ def _table(point: dict[str, Any]):
 
 def _record(model: Path, point: dict[str, Any], out: Path | None = None) -> Path:
     """Write threshold, mask_rule and operating_point into the model's manifest (a new one if it has none);
-    with ``out``, into a copy of the model and its manifest there, the original left as it was."""
+    with ``out``, into a copy of the model and its manifest there, the original left as it was.
+
+    The copy's manifest is written first and names the model's sha256, then the model is copied: a crash
+    between the two leaves either no model (nothing runs) or an older file whose hash the manifest refuses
+    (:func:`edgeseg.artifacts.read_manifest`), never a model that silently runs at the default threshold."""
     import shutil
 
-    from edgeseg.artifacts import atomic_path, manifest_path, read_json, write_json, write_manifest
+    from edgeseg.artifacts import atomic_path, manifest, manifest_path, read_manifest, sha256_file, write_json
 
     chosen = {"threshold": point["chosen"]["threshold"], "mask_rule": point["chosen"]["mask_rule"],
               "operating_point": point}
-    mpath = manifest_path(model)
-    record: Any = None
-    if mpath.is_file():
-        try:
-            record = read_json(mpath)
-        except (ValueError, OSError):
-            raise EdgesegError(f"{mpath} is not a valid manifest (bad JSON); re-export the model") from None
-        if not isinstance(record, dict):
-            raise EdgesegError(f"{mpath} is not a valid manifest (not a JSON object); re-export the model")
-    if out is not None:
-        with atomic_path(out) as tmp:
-            shutil.copyfile(model, tmp)
-        model, mpath = out, manifest_path(out)
-    if record is None:
-        return write_manifest(model, "model", config={}, **chosen)
-    return write_json(mpath, {**record, **chosen})
+    record = {**(read_manifest(model) or manifest("model", config={})), **chosen}
+    record.setdefault("sha256", sha256_file(model))
+    if out is None:
+        return write_json(manifest_path(model), record)
+    written = write_json(manifest_path(out), record)
+    with atomic_path(out) as tmp:
+        shutil.copyfile(model, tmp)
+    return written
 
 
 @user_errors
@@ -131,10 +127,11 @@ def operating_point(
     if out is not None and (out.is_dir() or out.suffix != model.suffix):
         raise EdgesegError(f"--out must be a file path ending in {model.suffix or 'the model file ending'} "
                            f"(a copy of {model.name}), got {out}")
-    if out is not None:
-        from edgeseg.artifacts import check_writable
+    from edgeseg.artifacts import check_writable, read_manifest
 
-        check_writable(out)  # before the fit, not after it
+    read_manifest(model)  # a manifest written for another file is refused before the fit, not after it
+    if out is not None:
+        check_writable(out)
     if (data is None) != (good is None):
         raise EdgesegError("--data and --good go together: images with defects, and defect-free ones of the same kind")
     sets = None
