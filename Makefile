@@ -47,6 +47,11 @@ demo: setup
 	$(BIN)/edgeseg generate --preset seed --count 1000 --seed 5002 --noise gaussian --shape mixed --good-fraction 1 --out $(RUN)/gauss-line/good
 	$(BIN)/edgeseg operating-point --model $(RUN)/model.onnx --data $(RUN)/gauss-line/defects --good $(RUN)/gauss-line/good --fa-budget 0.0025 --out $(RUN)/gauss-line/model.onnx
 	$(BIN)/edgeseg eval --model $(RUN)/gauss-line/model.onnx --model classical --data $(DATA)/gauss --json $(RUN)/gauss-line/metrics.json
+	# A line with the seed's uniform noise that ranks escapes first but must size its defects (Dice >= 0.93).
+	$(BIN)/edgeseg generate --preset seed --count 1000 --seed 5003 --out $(RUN)/seed-line/defects
+	$(BIN)/edgeseg generate --preset seed --count 1000 --seed 5004 --good-fraction 1 --out $(RUN)/seed-line/good
+	$(BIN)/edgeseg operating-point --model $(RUN)/model.onnx --data $(RUN)/seed-line/defects --good $(RUN)/seed-line/good --prefer recall --min-dice 0.93 --out $(RUN)/seed-line/model.onnx
+	$(BIN)/edgeseg eval --model $(RUN)/seed-line/model.onnx --model classical --data $(DATA)/seed --data $(DATA)/good --json $(RUN)/seed-line/metrics.json
 
 # Benchmarks (docs/results/bench.md). BENCH_S seconds per point keeps a 2-core machine's sweep to minutes.
 BENCH_S       ?= 3

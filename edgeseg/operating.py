@@ -14,7 +14,8 @@ and defect-free images — by sweeping thresholds and candidate rules:
 * among those, the one with the highest ``defect_recall + dice`` wins: recall says whether a defect is found,
   Dice whether it is measured to size, and the line needs both (hysteresis can buy a point of recall with
   three points of Dice; the sum refuses that trade, it takes one point for one) — or, for a line that ranks
-  escapes above measurement (``prefer="recall"``), the one with the highest recall, Dice between equals;
+  escapes above measurement (``prefer="recall"``), the one with the highest recall, Dice between equals —
+  among those that reach the Dice the line needs to size its defects (``min_dice``), when any does;
 * when no point is within budget, the one with the fewest false blobs wins, and the result says so.
 
 The rules decide *blobs*, not pixels. At a strict budget a pixel threshold alone has to rise until the rare
@@ -217,6 +218,15 @@ def check_preference(prefer: str) -> str:
     return prefer
 
 
+def check_choice(budget: float, prefer: str, min_dice: float) -> None:
+    """What :func:`choose` is asked for, checked before any work: a one-line :class:`EdgesegError` if wrong."""
+    if budget < 0:
+        raise EdgesegError(f"false-alarm budget must be >= 0, got {budget}")
+    if not 0.0 <= min_dice < 1.0:
+        raise EdgesegError(f"the Dice floor must be in [0, 1), got {min_dice}")
+    check_preference(prefer)
+
+
 def merit(recall: float, dice: float, threshold: float, prefer: str = "balanced") -> tuple[float, ...]:
     """The sort key of a point under ``prefer`` (higher is better; ties go to the higher threshold)."""
     if check_preference(prefer) == "balanced":
@@ -224,17 +234,21 @@ def merit(recall: float, dice: float, threshold: float, prefer: str = "balanced"
     return (recall, dice, threshold)
 
 
-def choose(points: Sequence[Point], budget: float = DEFAULT_BUDGET, prefer: str = "balanced") -> tuple[Point, bool]:
+def choose(points: Sequence[Point], budget: float = DEFAULT_BUDGET, prefer: str = "balanced",
+           min_dice: float = 0.0) -> tuple[Point, bool]:
     """The best point within ``budget`` (by :func:`merit` under ``prefer``), and whether it is within budget
-    at all (if not: the point with the fewest false blobs)."""
+    at all (if not: the point with the fewest false blobs).
+
+    ``min_dice`` is the Dice a line needs to measure its defects to size: points within the budget below it are
+    passed over while any point within the budget reaches it (a recall-first line then takes the most defects it
+    can still size); when none does, the floor is dropped (the caller can see it from the chosen point's Dice).
+    """
+    check_choice(budget, prefer, min_dice)  # fails here, whatever the points
     if not points:
         raise EdgesegError("no operating points to choose from")
-    if budget < 0:
-        raise EdgesegError(f"false-alarm budget must be >= 0, got {budget}")
-    check_preference(prefer)  # fails here, whatever the points
     within = [p for p in points if p.within(budget)]
     if within:
-        return max(within, key=lambda p: merit(p.defect_recall, p.dice, p.threshold, prefer)), True
+        return max(within, key=lambda p: (p.dice >= min_dice, *merit(p.defect_recall, p.dice, p.threshold, prefer))), True
     return min(points, key=lambda p: (p.fp_blobs_per_image, -(p.defect_recall + p.dice))), False
 
 
@@ -272,14 +286,13 @@ def fitting_set(seed: int = DEFAULT_SEED, count: int = DEFAULT_COUNT, image_size
 def fit_on(predict: Callable[[np.ndarray], np.ndarray], defect: np.ndarray, masks: np.ndarray, good: np.ndarray,
            budget: float = DEFAULT_BUDGET, defect_groups: Sequence[str] | None = None,
            good_groups: Sequence[str] | None = None, chunk: int = 250, progress: Progress = silent,
-           prefer: str = "balanced") -> dict[str, Any]:
+           prefer: str = "balanced", min_dice: float = 0.0) -> dict[str, Any]:
     """Run ``predict`` ((N, H, W) uint8 images → (N, H, W) probabilities) on images with defects (``masks``
     their labels) and defect-free ones, ``chunk`` images at a time, sweep and choose (:func:`choose` under
-    ``prefer``). The result is a manifest's ``operating_point``: budget, preference, within_budget, the chosen
-    point, and the whole sweep (what a stricter budget would cost). ``progress`` is called with images done."""
-    if budget < 0:
-        raise EdgesegError(f"false-alarm budget must be >= 0, got {budget}")
-    check_preference(prefer)  # fail before the predictions, not after
+    ``prefer`` and ``min_dice``). The result is a manifest's ``operating_point``: budget, preference, Dice floor,
+    within_budget, the chosen point, and the whole sweep (what a stricter budget would cost). ``progress`` is
+    called with images done."""
+    check_choice(budget, prefer, min_dice)  # fail before the predictions, not after
     tally = Tally()
     total, done = len(defect) + len(good), 0
     for images, labels, groups in ((defect, masks, defect_groups), (good, None, good_groups)):
@@ -291,17 +304,18 @@ def fit_on(predict: Callable[[np.ndarray], np.ndarray], defect: np.ndarray, mask
             done += len(images[part])
             progress(done, total, "")
     points = tally.points()
-    best, within = choose(points, budget, prefer)
-    return {"budget": budget, "prefer": prefer, "within_budget": within, "chosen": best.to_dict(),
+    best, within = choose(points, budget, prefer, min_dice)
+    return {"budget": budget, "prefer": prefer, "min_dice": min_dice, "within_budget": within, "chosen": best.to_dict(),
             "sweep": [p.to_dict() for p in points]}
 
 
 def fit(predict: Callable[[np.ndarray], np.ndarray], budget: float = DEFAULT_BUDGET, count: int = DEFAULT_COUNT,
-        seed: int = DEFAULT_SEED, progress: Progress = silent, prefer: str = "balanced") -> dict[str, Any]:
+        seed: int = DEFAULT_SEED, progress: Progress = silent, prefer: str = "balanced",
+        min_dice: float = 0.0) -> dict[str, Any]:
     """:func:`fit_on` a freshly drawn :func:`fitting_set` (the budget holds for each noise kind), recorded
     under ``fitting_set``."""
     fs = fitting_set(seed, count)
     return {**fit_on(predict, fs.defect, fs.masks, fs.good, budget, fs.defect_groups, fs.good_groups,
-                     progress=progress, prefer=prefer),
+                     progress=progress, prefer=prefer, min_dice=min_dice),
             "fitting_set": {"defect_images": count, "good_images": count, "seed": [seed, 1],
                             "groups": "noise: uniform | gaussian, half of the images each"}}

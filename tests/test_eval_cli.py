@@ -256,6 +256,7 @@ def test_operating_point_refits_the_manifest_and_eval_uses_it(tmp_path):
     (["--fa-budget", "-1"], "false-alarm budget must be >= 0"),
     (["--fit-count", "1"], "--fit-count must be at least 2"),
     (["--prefer", "escapes"], "--prefer must be one of balanced, recall, got 'escapes'"),
+    (["--min-dice", "93"], "--min-dice must be in [0, 1), got 93"),
 ])
 def test_operating_point_bad_input_is_one_line(tmp_path, args, message):
     model = box_filter_onnx(tmp_path / "m.onnx")
@@ -280,12 +281,13 @@ def test_operating_point_on_a_lines_own_images(sets, tmp_path):
     line = tmp_path / "line" / "m.onnx"
     r = cli.invoke(app, ["operating-point", "--model", str(model), "--data", str(sets["defects"]),
                          "--good", str(sets["good"] / "images"), "--fa-budget", "0", "--out", str(line),
-                         "--prefer", "recall", "-q"])
+                         "--prefer", "recall", "--min-dice", "0.5", "-q"])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "m.onnx.json").read_text() == before
     assert line.read_bytes() == model.read_bytes()
     assert model_threshold(line) == (report["chosen"]["threshold"], "manifest")
-    assert json.loads((tmp_path / "line" / "m.onnx.json").read_text())["operating_point"]["prefer"] == "recall"
+    written = json.loads((tmp_path / "line" / "m.onnx.json").read_text())["operating_point"]
+    assert written["prefer"] == "recall" and written["min_dice"] == 0.5 and written["chosen"]["dice"] >= 0.5
 
     from edgeseg.artifacts import sha256_file
 

@@ -65,6 +65,23 @@ def test_a_recall_first_line_takes_the_point_that_finds_more_and_measures_less()
         choose(points, 0.005, prefer="escapes")
 
 
+def test_a_dice_floor_takes_the_most_defects_the_line_can_still_size():
+    from edgeseg.operating import Point
+
+    finds = Point(0.3, MaskRule(None, 32), dice=0.92, defect_recall=0.995, fp_blobs_per_image=0.004)
+    sizes = Point(0.5, MaskRule(None, 32), dice=0.935, defect_recall=0.99, fp_blobs_per_image=0.002)
+    measures = Point(0.8, MaskRule(None, 32), dice=0.95, defect_recall=0.98, fp_blobs_per_image=0.0)
+    noisy = Point(0.2, MaskRule(None, 32), dice=0.96, defect_recall=1.0, fp_blobs_per_image=0.02)
+    points = [finds, sizes, measures, noisy]
+    assert choose(points, 0.005, prefer="recall") == (finds, True)
+    assert choose(points, 0.005, prefer="recall", min_dice=0.93) == (sizes, True)
+    assert choose(points, 0.005, prefer="recall", min_dice=0.94) == (measures, True)  # never past the budget
+    # No point within the budget reaches the floor: it is dropped, not the budget.
+    assert choose(points, 0.005, prefer="recall", min_dice=0.955) == (finds, True)
+    with pytest.raises(EdgesegError, match=r"the Dice floor must be in \[0, 1\), got 1.5"):
+        choose(points, 0.005, min_dice=1.5)
+
+
 def test_the_tally_counts_what_score_counts_on_the_rules_masks():
     # Smoothed noise makes blobs of every size, touching defects, merging, and specks under MIN_BLOB; each
     # point must equal edgeseg.metrics.score on MaskRule.apply's masks (the slow way, one pass per rule).

@@ -28,10 +28,15 @@ Examples:
     edgeseg operating-point --model runs/demo/model.onnx --data line/defects --good line/passed \\
         --fa-budget 0.0025 --out runs/line/model.onnx
 
+  A line that ranks escapes first but must still size its defects (the last step of make demo):
+    edgeseg operating-point --model runs/demo/model.onnx --data line/defects --good line/passed \
+        --prefer recall --min-dice 0.93 --out runs/line/model.onnx
+
 Without --data/--good the fitting set is drawn fresh (--fit-count images with defects and as many without,
 contrast 3, shapes mixed, half of the images with uniform and half with Gaussian noise). The chosen point
 has the best defect recall + Dice (with --prefer recall: the best recall, Dice between equal recalls) among
-those within --fa-budget false blobs per image on each noise kind (on a line's own images: over all of them).
+those within --fa-budget false blobs per image on each noise kind (on a line's own images: over all of them)
+and, when any of those reaches it, with at least --min-dice pixel Dice.
 It is written into the model's manifest (threshold, mask_rule, operating_point), which eval, predict, compare
 and bench read.
 """
@@ -46,10 +51,10 @@ def _table(point: dict[str, Any]):
     from edgeseg.operating import merit
     from edgeseg.postprocess import MaskRule
 
-    budget, prefer = point["budget"], point.get("prefer", "balanced")
+    budget, prefer, floor = point["budget"], point.get("prefer", "balanced"), point.get("min_dice", 0.0)
 
-    def key(p: dict) -> tuple[float, ...]:
-        return merit(p["defect_recall"], p["dice"], p["threshold"], prefer)
+    def key(p: dict) -> tuple[float, ...]:  # as operating.choose ranks: the Dice floor first, then the merit
+        return (p["dice"] >= floor, *merit(p["defect_recall"], p["dice"], p["threshold"], prefer))
 
     rules: dict[str, list[dict]] = {}
     for p in point["sweep"]:
@@ -109,6 +114,7 @@ def operating_point(
     good: Optional[Path] = typer.Option(None, "--good", help="Defect-free images for --data: a labelled set or a folder of unlabelled images."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write a copy of the model with the refitted point here (e.g. one per line); the model itself is left alone."),
     prefer: str = typer.Option("balanced", "--prefer", help="Among the points within the budget: balanced (recall + Dice) or recall (recall first, Dice between equals)."),
+    min_dice: float = typer.Option(0.0, "--min-dice", help="The pixel Dice the line needs to size its defects: points below it are passed over while any point within the budget reaches it."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the sweep and the choice; leave the manifest alone."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Write the sweep and choice as JSON to this file ('-' = stdout)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -122,6 +128,8 @@ def operating_point(
         raise EdgesegError(f"--fit-count must be at least 2 (one image per noise kind), got {fit_count}")
     if prefer not in operating.PREFERENCES:
         raise EdgesegError(f"--prefer must be one of {', '.join(operating.PREFERENCES)}, got {prefer!r}")
+    if not 0.0 <= min_dice < 1.0:
+        raise EdgesegError(f"--min-dice must be in [0, 1), got {min_dice}")
     if str(model) == "classical":
         raise EdgesegError("classical has no fitted operating point: its threshold is its z-score (see edgeseg eval --help)")
     if out is not None and (out.is_dir() or out.suffix != model.suffix):
@@ -147,11 +155,12 @@ def operating_point(
             return predict_probs(runner, images)
 
         if sets is None:
-            point = operating.fit(predict, fa_budget, fit_count, seed, progress=progress, prefer=prefer)
+            point = operating.fit(predict, fa_budget, fit_count, seed, progress=progress, prefer=prefer,
+                                  min_dice=min_dice)
         else:
             defects, clean = sets
             point = {**operating.fit_on(predict, defects.images, defects.masks, clean.images, fa_budget,
-                                        progress=progress, prefer=prefer),
+                                        progress=progress, prefer=prefer, min_dice=min_dice),
                      "fitting_set": {"data": str(defects.path), "good": str(clean.path),
                                      "defect_images": len(defects), "good_images": len(clean)}}
     report = {"model": str(model), **point, "written": not dry_run, "command": sys.argv}
@@ -163,6 +172,8 @@ def operating_point(
                f"recall {c['defect_recall']:.3f}, Dice {c['dice']:.3f}, {c['fp_blobs_per_image']:.4f} false blobs per image")
     if not point["within_budget"]:
         summary += f" (no point is within {fa_budget:g}: this is the one with the fewest false blobs)"
+    elif c["dice"] < min_dice:
+        summary += f" (no point within the budget reaches Dice {min_dice:g}: the floor was dropped)"
     summary += " (dry run: nothing written)" if dry_run else f"; written to {_record(model, point, out)}"
     (err_console if json_out == "-" else console).print(summary, highlight=False, soft_wrap=True)
 
