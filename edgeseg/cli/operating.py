@@ -29,7 +29,7 @@ Examples:
         --fa-budget 0.0025 --out runs/line/model.onnx
 
   A line that ranks escapes first but must still size its defects (the last step of make demo):
-    edgeseg operating-point --model runs/demo/model.onnx --data line/defects --good line/passed \
+    edgeseg operating-point --model runs/demo/model.onnx --data line/defects --good line/passed \\
         --prefer recall --min-dice 0.93 --out runs/line/model.onnx
 
 Without --data/--good the fitting set is drawn fresh (--fit-count images with defects and as many without,
