@@ -81,6 +81,7 @@ def test_eval_reports_both_thresholds_for_each_model_and_set(sets, tmp_path):
                          "--data", str(sets["good"]), "--json", str(out), "-q"])
     assert r.exit_code == 0, r.output
     assert "box.onnx" in r.stdout and "classical" in r.stdout and "0.3*" in r.stdout
+    assert " found " in r.stdout and "contrast" not in r.stdout  # one contrast in every set: no contrast column
     report = json.loads(out.read_text())
     assert {"results", "command", "environment"} <= set(report)
     res = report["results"]
@@ -95,10 +96,22 @@ def test_eval_reports_both_thresholds_for_each_model_and_set(sets, tmp_path):
     assert at_half["defect_recall"] == 1.0 and at_half["dice"] > 0.7 and at_half["escape_rate"] == 0.0
     assert at_half["recall_by_contrast"] == {"12": {"n": at_half["n_defects"], "found": at_half["n_defects"],
                                                     "recall": 1.0}}
+    # Found, of how many: 0.990 on a table cannot hide 382 of 386.
+    assert f"{at_half['defects_found']}/{at_half['n_defects']}" in r.stdout
+    lo, hi = at_half["defect_recall_ci95"]
+    assert lo < at_half["defect_recall"] <= hi <= 1.0
     # a lower threshold predicts more pixels
     assert box_def["thresholds"]["best"]["pixel_recall"] >= at_half["pixel_recall"]
     assert box_good["thresholds"]["0.5"]["overkill_rate"] == 0.0 and box_good["thresholds"]["0.5"]["n_defects"] == 0
     assert box_good["oracle_threshold"] is None and 0 < box_def["oracle_threshold"] < 1
+
+
+def test_eval_shows_recall_per_contrast_where_a_set_has_several(tmp_path):
+    mixed = write_dataset(tmp_path / "mixed", EASY.replace(contrast=(10, 14)), count=8, seed=13)
+    assert len({d["contrast"] for image in load_dataset(mixed).defects for d in image}) > 1
+    r = cli.invoke(app, ["eval", "--model", "classical", "--data", str(mixed), "-q"])
+    assert r.exit_code == 0, r.output
+    assert "contrast" in r.stdout and "10:" in r.stdout
 
 
 def test_eval_applies_the_manifest_mask_rule_unless_raw(sets, tmp_path):

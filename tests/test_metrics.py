@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgeseg.metrics import GroundTruth, compute, f1_best_threshold, pixel_f1_curve
+from edgeseg.metrics import GroundTruth, compute, f1_best_threshold, pixel_f1_curve, wilson_interval
 
 
 def blank(n: int = 1, size: int = 8) -> np.ndarray:
@@ -154,3 +154,21 @@ def test_f1_curve_matches_direct_counts():
         assert f1[k - 1] == pytest.approx(compute(probs, masks, thresholds[k - 1])["dice"])
     best = f1_best_threshold(probs, masks, resolution=100)
     assert compute(probs, masks, best)["dice"] == pytest.approx(f1[:-1].max())
+
+
+def test_recall_comes_with_its_wilson_interval():
+    # Published values: 0 of 10 → [0, 0.2775]; 10 of 10 → [0.7225, 1]; and the demo's 381 of 386 (0.987) is
+    # compatible with a true recall of 0.99 — a 200-image set cannot decide a 0.99 target.
+    assert wilson_interval(0, 10) == pytest.approx((0.0, 0.27754), abs=1e-5)
+    assert wilson_interval(10, 10) == pytest.approx((0.72246, 1.0), abs=1e-5)
+    lo, hi = wilson_interval(381, 386)
+    assert lo == pytest.approx(0.9700, abs=1e-4) and hi == pytest.approx(0.9945, abs=1e-4) and lo < 0.99 < hi
+    gt = blank(2, 16)
+    gt[0, 2:6, 2:6] = 1
+    gt[1, 8:12, 8:12] = 1
+    pred = gt.astype(np.float32)
+    pred[1] = 0  # one of two defects found
+    m = compute(pred, gt, 0.5)
+    assert m["defects_found"] == 1 and m["n_defects"] == 2
+    assert m["defect_recall_ci95"] == pytest.approx(list(wilson_interval(1, 2)))
+    assert compute(blank(1, 16).astype(np.float32), blank(1, 16), 0.5)["defect_recall_ci95"] is None

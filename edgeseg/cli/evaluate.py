@@ -43,17 +43,21 @@ def _by_contrast(m: dict) -> str:
 
 
 def _table(results: list[dict]):
-    """Two rows per (model, data): at threshold 0.5 and at the model's own threshold."""
+    """Two rows per (model, data): at threshold 0.5 and at the model's own threshold. Recall per contrast gets a
+    column only where some set has defects of more than one contrast."""
     from rich import box
     from rich.table import Table
 
+    per_contrast = any(len(m.get("recall_by_contrast") or {}) > 1 for r in results for m in r["thresholds"].values())
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, show_edge=False,
                   caption="thr*: the model's own threshold (manifest or --threshold); recall: defects found "
-                          "(>= 30 % of pixels); FP/img: false blobs >= 16 px per image; escape/overkill: % of "
-                          "defective/good images; contrast: recall per defect contrast; all metrics in --json")
+                          "(>= 30 % of pixels), of how many; FP/img: false blobs >= 16 px per image; "
+                          "escape/overkill: % of defective/good images" + ("; contrast: recall per defect "
+                          "contrast" if per_contrast else "") + "; 95 % intervals and all metrics in --json")
     names = ["classical" if r["backend"] == "classical" else Path(r["model"]).name for r in results]
     # IoU, pixel precision/recall and the size breakdown are in the JSON; the table keeps what decides.
-    for col in ("model", "data", "n", "thr", "Dice", "recall", "FP/img", "escape", "overkill", "contrast"):
+    columns = ("model", "data", "n", "thr", "Dice", "recall", "found", "FP/img", "escape", "overkill")
+    for col in columns + (("contrast",) if per_contrast else ()):
         left = col in ("model", "data", "contrast")
         # A model's file name stays on one line (up to 24 characters); the contrast column folds first.
         width = min(max(map(len, names)), 24) if col == "model" else None
@@ -63,14 +67,16 @@ def _table(results: list[dict]):
         labels = list(r["thresholds"])
         for label, m in r["thresholds"].items():
             first = label == labels[0]
-            table.add_row(
+            cells = [
                 name if first else "", Path(r["data"]).name if first else "", str(r["n_images"]) if first else "",
                 f"{m['threshold']:.3g}" + ("" if label == "0.5" else "*"),
                 # Dice of a set without defect pixels is 0 at the first false pixel: not informative here.
-                _fmt(m["dice"] if m["n_defective_images"] else None), _fmt(m["defect_recall"]), _fmt(m["fp_blobs_per_image"]),
-                _pct(m["escape_rate"]), _pct(m["overkill_rate"]), _by_contrast(m),
-                end_section=label == labels[-1],
-            )
+                _fmt(m["dice"] if m["n_defective_images"] else None), _fmt(m["defect_recall"]),
+                # 0.990 can be 382 of 386 (0.9896): the count says which side of a target a set is on.
+                f"{m['defects_found']}/{m['n_defects']}" if m["n_defects"] else "-", _fmt(m["fp_blobs_per_image"]),
+                _pct(m["escape_rate"]), _pct(m["overkill_rate"]),
+            ]
+            table.add_row(*cells, *([_by_contrast(m)] if per_contrast else []), end_section=label == labels[-1])
     return table
 
 
