@@ -227,11 +227,13 @@ def check_choice(budget: float, prefer: str, min_dice: float) -> None:
     check_preference(prefer)
 
 
-def merit(recall: float, dice: float, threshold: float, prefer: str = "balanced") -> tuple[float, ...]:
-    """The sort key of a point under ``prefer`` (higher is better; ties go to the higher threshold)."""
+def merit(recall: float, dice: float, threshold: float, prefer: str = "balanced",
+          min_dice: float = 0.0) -> tuple[float, ...]:
+    """The sort key of a point under ``prefer`` (higher is better; ties go to the higher threshold), points that
+    reach the Dice floor ``min_dice`` ahead of those that do not."""
     if check_preference(prefer) == "balanced":
-        return (recall + dice, threshold)
-    return (recall, dice, threshold)
+        return (dice >= min_dice, recall + dice, threshold)
+    return (dice >= min_dice, recall, dice, threshold)
 
 
 def choose(points: Sequence[Point], budget: float = DEFAULT_BUDGET, prefer: str = "balanced",
@@ -248,7 +250,7 @@ def choose(points: Sequence[Point], budget: float = DEFAULT_BUDGET, prefer: str 
         raise EdgesegError("no operating points to choose from")
     within = [p for p in points if p.within(budget)]
     if within:
-        return max(within, key=lambda p: (p.dice >= min_dice, *merit(p.defect_recall, p.dice, p.threshold, prefer))), True
+        return max(within, key=lambda p: merit(p.defect_recall, p.dice, p.threshold, prefer, min_dice)), True
     return min(points, key=lambda p: (p.fp_blobs_per_image, -(p.defect_recall + p.dice))), False
 
 

@@ -53,8 +53,8 @@ def _table(point: dict[str, Any]):
 
     budget, prefer, floor = point["budget"], point.get("prefer", "balanced"), point.get("min_dice", 0.0)
 
-    def key(p: dict) -> tuple[float, ...]:  # as operating.choose ranks: the Dice floor first, then the merit
-        return (p["dice"] >= floor, *merit(p["defect_recall"], p["dice"], p["threshold"], prefer))
+    def key(p: dict) -> tuple[float, ...]:  # as operating.choose ranks
+        return merit(p["defect_recall"], p["dice"], p["threshold"], prefer, floor)
 
     rules: dict[str, list[dict]] = {}
     for p in point["sweep"]:
