@@ -6,9 +6,10 @@ BIN    := $(VENV)/bin
 EXTRAS ?= dev
 STAMP  := $(VENV)/.installed-$(EXTRAS)
 RUN    ?= runs/demo
+CUDA_ROOT ?= /usr/local/cuda
 DATA   ?= $(RUN)/data
 
-.PHONY: setup demo test test-gpu onnx calib engines bench bench-overhead bench-nets bench-stream jetson-setup clean help
+.PHONY: setup demo test test-gpu gpu-check onnx calib engines bench bench-overhead bench-nets bench-stream jetson-setup clean help
 
 help:
 	@echo "make demo      generate → train → evaluate → export → FP16/INT8 → compare, on the CPU ($(RUN)/)"
@@ -17,6 +18,8 @@ help:
 	@echo "make bench-overhead bench-nets bench-stream   harness cost; UNet vs inline; a 10,000-frame stream"
 	@echo "make onnx calib engines   deployment steps; engines need TensorRT (GPU host or Jetson)"
 	@echo "make test-gpu  the GPU tests; fail instead of skipping where TensorRT/pycuda/GPU are missing"
+	@echo "make gpu-check one report of what a GPU host runs: engines, GPU tests, ORT vs FP16 vs INT8 speed"
+	@echo "make setup EXTRAS=dev,trt   a GPU host (TensorRT for CUDA 12, driver r535+; trt-cu13: CUDA 13, r580+)"
 	@echo "make jetson-setup   venv over JetPack's TensorRT bindings, pycuda built against JetPack's CUDA"
 
 setup: $(STAMP)
@@ -97,20 +100,33 @@ engines:
 	$(BIN)/edgeseg build-engine --model $(RUN)/model.int8.onnx --batch 1,8,32 --timing-cache engines/timing.cache --out engines/
 
 # Jetson: JetPack ships TensorRT's Python bindings as a system package (python3-libnvinfer), so the venv sees
-# system site-packages; no TensorFlow (train elsewhere, copy the .onnx files); pycuda builds against JetPack's CUDA.
+# system site-packages; no TensorFlow (train elsewhere, copy the .onnx files); pycuda builds against JetPack's
+# CUDA (Python headers from python3-dev). JetPack 6.x: TensorRT 10.3, CUDA 12.6; JetPack 7.2.2+: TensorRT 11
+# (SBSA build), CUDA 13, which needs pycuda >= 2025.1.2. Both build the same strongly typed ONNX files.
 jetson-setup:
+	$(PYTHON) -c "import ensurepip, venv" 2>/dev/null || { echo "python3-venv is missing: sudo apt install python3-venv"; exit 1; }
+	test -f "$$($(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" || { echo "Python headers are missing (pycuda builds against them): sudo apt install python3-dev"; exit 1; }
+	test -f $(CUDA_ROOT)/include/cuda.h || { echo "no CUDA toolkit under $(CUDA_ROOT): install JetPack's cuda-toolkit (sudo apt install nvidia-jetpack) or set CUDA_ROOT"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv --system-site-packages $(VENV)
 	$(BIN)/python -c "import tensorrt" || { echo "TensorRT's Python bindings are not visible: sudo apt install python3-libnvinfer (JetPack), and create $(VENV) with --system-site-packages (rm -rf $(VENV) first)"; exit 1; }
+	@$(BIN)/python -c "import tensorrt as t; m = int(t.__version__.split('.')[0]); print('TensorRT', t.__version__, '(JetPack 6.x)' if m == 10 else '(JetPack 7.2.2+)' if m >= 11 else '(too old: edgeseg needs TensorRT >= 10, JetPack 6+)'); raise SystemExit(m < 10)"
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[deploy]"
-	CUDA_ROOT=/usr/local/cuda PATH=/usr/local/cuda/bin:$$PATH $(BIN)/python -m pip install -q pycuda
+	CUDA_ROOT=$(CUDA_ROOT) PATH=$(CUDA_ROOT)/bin:$$PATH $(BIN)/python -m pip install -q "pycuda>=2025.1.2"
 	touch $(VENV)/.installed-deploy
 
 test: setup
 	$(BIN)/python -m pytest -q
 
-test-gpu: setup
-	EDGESEG_REQUIRE_GPU=1 $(BIN)/python -m pytest -q -m gpu
+# Every GPU test; each fails (never skips) naming what is missing. The demo's engines are built from $(RUN)'s
+# ONNX files. nvcc must be on PATH for pycuda's SourceModule (the transport tests compile a kernel).
+test-gpu:
+	@test -x $(BIN)/python || { echo "run make setup EXTRAS=dev,trt (GPU host) or make jetson-setup (Jetson) first"; exit 1; }
+	PATH="$(CUDA_ROOT)/bin:$$PATH" EDGESEG_REQUIRE_GPU=1 EDGESEG_DEMO_RUN=$(RUN) $(BIN)/python -m pytest -q -m gpu
+
+# One prepared check of a GPU host (runs/gpu-check/gpu_check.json): engines, GPU tests, ORT vs FP16 vs INT8 speed.
+gpu-check:
+	RUN=$(RUN) tools/gpu_check.sh
 
 clean:
 	rm -rf runs/ .pytest_cache

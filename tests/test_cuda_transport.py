@@ -3,9 +3,11 @@
 The pure parts (buffer sizing, round-robin, batch and shape checks) run everywhere. The tests marked
 ``gpu`` need pycuda, nvcc and an NVIDIA GPU, and *not* TensorRT: they plug a sigmoid kernel compiled with
 ``pycuda.compiler.SourceModule`` into the transport and check its results against numpy, the output shape
-for small batches, overlap between streams and the event timings. On a host without TensorRT run them with
-``EDGESEG_REQUIRE_GPU=1`` (``tools/gpu_transport_check.sh`` does), since the default policy skips every
-``gpu`` test unless both TensorRT and pycuda are present. A pass here is a transport check, not a TensorRT one.
+for small batches, overlap between streams, the event timings and two transports in one process. They are
+also marked ``transport``, so a host without TensorRT runs them (``tools/gpu_check.sh`` does). A pass here is
+a transport check, not a TensorRT one. The context discipline (each operation pushes its own context and pops
+it, leaving the stack as it found it) is also checked on the CPU against a recording stand-in for pycuda's
+context stack.
 """
 
 from __future__ import annotations
@@ -56,6 +58,117 @@ def test_the_real_output_shape_replaces_the_dynamic_batch():
         resolve_shape((-1, -1, 256, 1), 3)
 
 
+# -- the context stack, on the CPU --------------------------------------------------------------------------
+class _Stack:
+    """pycuda's per-thread context stack, as far as the transport uses it (push, pop, make_context, detach)."""
+
+    def __init__(self):
+        self.stack: list[object] = []
+        self.log: list[tuple[str, object]] = []
+
+
+def _recording_driver(stack: _Stack):
+    import types
+
+    class Context:
+        def __init__(self, name):
+            self.name, self.alive = name, True
+
+        def push(self):
+            stack.stack.append(self)
+
+        @staticmethod
+        def pop():
+            stack.stack.pop()
+
+        def detach(self):  # pycuda: push if not current, destroy, and the destroy pops it
+            stack.stack.append(self)
+            self.alive = False
+            stack.stack.pop()
+
+        def __repr__(self):
+            return self.name
+
+    class Device:
+        made = 0
+
+        def __init__(self, i):
+            self.i = i
+
+        @staticmethod
+        def count():
+            return 1
+
+        def make_context(self):
+            Device.made += 1
+            ctx = Context(f"ctx{Device.made}")
+            stack.stack.append(ctx)
+            return ctx
+
+    class Buffer:
+        def free(self):
+            stack.log.append(("free", stack.stack[-1]))
+
+    class Stream:
+        def synchronize(self):
+            stack.log.append(("sync", stack.stack[-1]))
+
+    class Event:
+        def record(self, stream):
+            pass
+
+        def synchronize(self):
+            pass
+
+        def time_till(self, other):
+            return 0.0
+
+    def copy(kind):
+        def run(dst, src, stream):
+            stack.log.append((kind, stack.stack[-1]))
+            if kind == "d2h":
+                dst[...] = 0.5
+        return run
+
+    return types.SimpleNamespace(
+        init=lambda: None, Device=Device, Context=Context, Stream=Stream, Event=Event, Error=RuntimeError,
+        pagelocked_empty=lambda shape, dtype: np.empty(shape, dtype), mem_alloc=lambda n: Buffer(),
+        memcpy_htod_async=copy("h2d"), memcpy_dtoh_async=copy("d2h"))
+
+
+def test_two_transports_each_run_in_their_own_context_and_leave_the_stack_as_found(monkeypatch):
+    import edgeseg.runners.cuda as cuda_module
+    from edgeseg.runners.cuda import CudaTransport
+
+    stack = _Stack()
+    monkeypatch.setattr(cuda_module, "require", lambda name: _recording_driver(stack))
+    seen = []
+
+    def compute(stream, d_in, d_out, batch):
+        seen.append(stack.stack[-1])
+        return (batch, 4, 4, 1)
+
+    a, b = CudaTransport(compute, streams=1).open(), CudaTransport(compute, streams=1).open()
+    assert stack.stack == []  # make_context pushed each; open pops it again
+    for t in (a, b):
+        t.allocate(2, (4, 4, 1), np.float32, (4, 4, 1), np.float32)
+    slot_a = a.submit(np.zeros((1, 4, 4, 1), np.float32))
+    slot_b = b.submit(np.zeros((2, 4, 4, 1), np.float32))  # b enqueues while a's batch is in flight
+    assert b.collect(slot_b).shape == (2, 4, 4, 1) and a.collect(slot_a).shape == (1, 4, 4, 1)
+    assert [repr(c) for c in seen] == [repr(a._ctx), repr(b._ctx)]
+    assert [repr(ctx) for kind, ctx in stack.log if kind == "h2d"] == [repr(a._ctx), repr(b._ctx)]
+    ctx_a = a._ctx
+    a.close()  # frees a's buffers in a's context, and must not pop b's
+    assert not ctx_a.alive and stack.stack == []
+    assert {repr(ctx) for kind, ctx in stack.log if kind in ("free", "sync")} == {repr(ctx_a)}
+    b.run(np.zeros((1, 4, 4, 1), np.float32))
+    assert repr(seen[-1]) == repr(b._ctx)
+    with b.current():
+        assert stack.stack == [b._ctx]
+    b.close()
+    assert stack.stack == []
+
+
 # -- on the GPU ---------------------------------------------------------------------------------------------
 KERNEL = r"""
 __global__ void sigmoid(float *out, const float *x, int n, int iters)
@@ -94,8 +207,9 @@ def transport_factory():
         made.append(t)
         from pycuda.compiler import SourceModule
 
-        holder["module"] = SourceModule(KERNEL)
-        holder["fn"] = holder["module"].get_function("sigmoid")
+        with t.current():  # the module loads into the transport's own context
+            holder["module"] = SourceModule(KERNEL)
+            holder["fn"] = holder["module"].get_function("sigmoid")
         t.allocate(max_batch, (H, W, 1), np.float32, (H, W, 1), np.float32)
         t._kernel = holder  # keep the module alive as long as the transport
         return t
@@ -112,6 +226,7 @@ def images(n, seed=0):
 
 
 @pytest.mark.gpu
+@pytest.mark.transport
 def test_results_match_numpy_and_only_the_batch_comes_back(transport_factory):
     t = transport_factory(streams=2, max_batch=8)
     for n in (1, 3, 8):
@@ -124,6 +239,7 @@ def test_results_match_numpy_and_only_the_batch_comes_back(transport_factory):
 
 
 @pytest.mark.gpu
+@pytest.mark.transport
 def test_pipelined_batches_come_back_in_order_and_streams_overlap(transport_factory):
     t = transport_factory(streams=2, iters=100_000, max_batch=8)  # ~0.5 ms of compute per batch
     xs = [images(8, seed=s) for s in range(6)]
@@ -146,6 +262,7 @@ def test_pipelined_batches_come_back_in_order_and_streams_overlap(transport_fact
 
 
 @pytest.mark.gpu
+@pytest.mark.transport
 def test_events_time_the_split_sensibly(transport_factory):
     t = transport_factory(streams=1, iters=500, max_batch=8)
     t.drain_split()
@@ -160,6 +277,7 @@ def test_events_time_the_split_sensibly(transport_factory):
 
 
 @pytest.mark.gpu
+@pytest.mark.transport
 def test_misuse_is_refused(transport_factory):
     t = transport_factory(streams=1, max_batch=4)
     with pytest.raises(EdgesegError, match="does not fit"):
@@ -170,3 +288,20 @@ def test_misuse_is_refused(transport_factory):
     t.collect(slot)
     with pytest.raises(RuntimeError, match="nothing in flight"):
         t.collect(slot)
+
+
+@pytest.mark.gpu
+@pytest.mark.transport
+def test_two_transports_in_one_process_keep_their_own_contexts(transport_factory):
+    import pycuda.driver as cuda
+
+    before = cuda.Context.get_current()
+    a, b = transport_factory(streams=1, max_batch=4), transport_factory(streams=2, max_batch=4)
+    x = images(3, seed=9)
+    slot = a.submit(x)
+    np.testing.assert_allclose(b.run(x), expected(x), atol=1e-5)  # b works while a's batch is in flight
+    np.testing.assert_allclose(a.collect(slot), expected(x), atol=1e-5)
+    a._kernel.clear()
+    a.close()  # must leave b's context alone
+    np.testing.assert_allclose(b.run(x), expected(x), atol=1e-5)
+    assert cuda.Context.get_current() == before

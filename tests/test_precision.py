@@ -224,3 +224,76 @@ def test_cpu_target_uses_uint8_activations_and_tensorrt_refuses_it(fp32, tmp_pat
     with pytest.raises(EdgesegError, match="TensorRT rejects: quantize the FP32 model with --target tensorrt"):
         build_engine(result.path, tmp_path / "engines")
     assert not (tmp_path / "engines").exists()
+
+
+def _dq_input_types(model):
+    """Element type of every DequantizeLinear input that is an initializer (weights, and biases if quantized)."""
+    inits = {t.name: t.data_type for t in model.graph.initializer}
+    return {n.name: inits[n.input[0]] for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits}
+
+
+def test_tensorrt_int8_has_float_biases_fp16_elsewhere_and_an_fp32_stem(fp32, tmp_path):
+    """TensorRT's importer takes INT8 DequantizeLinear inputs only (no INT32 biases), and under strong typing
+    whatever is not INT8 runs at the graph's own type: FP16 here, except the raw-pixel stem."""
+    import onnx
+
+    from edgeseg.artifacts import manifest_path, read_json
+    from edgeseg.export.precision import FP16_QDQ_OPSET, stem_nodes, to_int8
+    from edgeseg.export.tensorrt_check import check_tensorrt
+
+    result = to_int8(fp32, tmp_path / "t.int8.onnx", calib_count=8, calib_root=tmp_path / "calib")
+    model = onnx.load(str(result.path))
+    assert set(_dq_input_types(model).values()) == {onnx.TensorProto.INT8}
+    assert check_tensorrt(model) == []
+    assert next(o.version for o in model.opset_import if o.domain == "") >= FP16_QDQ_OPSET
+    inits = {t.name: t.data_type for t in model.graph.initializer}
+    scales = {inits[n.input[1]] for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")}
+    assert scales == {onnx.TensorProto.FLOAT16}
+    # The stem keeps FP32 weights, and no FP32 → FP16 → FP32 round trip is left in front of it.
+    stem = set(stem_nodes(onnx.load(str(fp32))))
+    weight_types = {n.name: _weight_type(model, n) for n in model.graph.node if n.op_type == "Conv"}
+    assert {weight_types[n] for n in weight_types if n in stem} == {onnx.TensorProto.FLOAT}
+    producers = {o: n for n in model.graph.node for o in n.output}
+    assert not [n.name for n in model.graph.node if n.op_type == "Cast" and n.input[0] in producers
+                and producers[n.input[0]].op_type == "Cast"]
+    meta = read_json(manifest_path(result.path))
+    assert meta["config"]["high_precision"] == "fp16" and set(meta["config"]["fp32_nodes"]) == stem
+    assert meta["config"]["extra_options"]["QuantizeBias"] is False
+    assert result.max_abs_diff < 0.2
+    fp32_rest = to_int8(fp32, tmp_path / "f.int8.onnx", calib_count=8, calib_root=tmp_path / "calib",
+                        high_precision="fp32")
+    rest = onnx.load(str(fp32_rest.path))
+    assert onnx.TensorProto.FLOAT16 not in {t.data_type for t in rest.graph.initializer}
+    assert check_tensorrt(rest) == []
+
+
+def test_cpu_target_keeps_fp32_and_refuses_fp16(fp32, tmp_path):
+    from edgeseg.export.precision import to_int8
+
+    with pytest.raises(EdgesegError, match="--target cpu keeps unquantized layers in FP32"):
+        to_int8(fp32, tmp_path / "c.int8.onnx", calib_count=8, calib_root=tmp_path / "calib", target="cpu",
+                high_precision="fp16")
+    assert not (tmp_path / "c.int8.onnx").exists()
+
+
+def test_fold_cast_pairs_removes_round_trips_only():
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edgeseg.export.precision import fold_cast_pairs
+
+    f32, f16 = TensorProto.FLOAT, TensorProto.FLOAT16
+    nodes = [
+        helper.make_node("Relu", ["x"], ["a"], name="relu"),
+        helper.make_node("Cast", ["a"], ["a16"], to=f16, name="down"),
+        helper.make_node("Cast", ["a16"], ["a32"], to=f32, name="up"),        # a round trip: goes
+        helper.make_node("Neg", ["a32"], ["b"], name="neg"),
+        helper.make_node("Cast", ["b"], ["b16"], to=f16, name="to16"),        # a real conversion: stays
+        helper.make_node("Cast", ["b16"], ["y"], to=f32, name="out"),         # feeds the graph output: stays
+    ]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", f32, [2])],
+                              [helper.make_tensor_value_info("y", f32, [2])])
+    folded = fold_cast_pairs(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    onnx.checker.check_model(folded)
+    assert [n.name for n in folded.graph.node] == ["relu", "neg", "to16", "out"]
+    assert folded.graph.node[1].input[0] == "a"

@@ -26,14 +26,23 @@ def invoke(args):
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
+    """``built()`` → (tiny ONNX, its engine), built by `edgeseg build-engine` on first call: a fixture that
+    touched TensorRT while being set up would error where TensorRT is missing, instead of the test failing."""
+    import functools
+
     from test_bench import tiny_onnx
 
     d = tmp_path_factory.mktemp("trt")
-    onnx_path = tiny_onnx(d / "tiny.onnx", size=32)
-    r = invoke(["build-engine", "--model", str(onnx_path), "--batch", "1,4,8", "--out", str(d / "engines")])
-    assert r.exit_code == 0, r.output
-    (engine,) = sorted((d / "engines").glob("*.engine"))
-    return onnx_path, engine
+
+    @functools.cache
+    def build():
+        onnx_path = tiny_onnx(d / "tiny.onnx", size=32)
+        r = invoke(["build-engine", "--model", str(onnx_path), "--batch", "1,4,8", "--out", str(d / "engines")])
+        assert r.exit_code == 0, r.output
+        (engine,) = sorted((d / "engines").glob("*.engine"))
+        return onnx_path, engine
+
+    return build
 
 
 def _reference(onnx_path, x):
@@ -47,7 +56,7 @@ def test_engine_matches_onnx_runtime_for_every_batch_in_the_profile(built):
     from edgeseg.bench.harness import bench_images
     from edgeseg.runners.trt import TrtRunner
 
-    onnx_path, engine = built
+    onnx_path, engine = built()
     x = bench_images(8, 32)
     ref = _reference(onnx_path, x)
     with TrtRunner(engine, streams=2) as trt:
@@ -64,7 +73,7 @@ def test_pipelined_streams_return_batches_in_order_with_a_split(built):
     from edgeseg.bench.harness import bench_images
     from edgeseg.runners.trt import TrtRunner
 
-    onnx_path, engine = built
+    onnx_path, engine = built()
     x = bench_images(16, 32, seed=5)
     ref = _reference(onnx_path, x)
     with TrtRunner(engine, streams=2) as trt:
@@ -77,7 +86,7 @@ def test_pipelined_streams_return_batches_in_order_with_a_split(built):
 
 
 def test_bench_cli_on_an_engine(built, tmp_path):
-    _, engine = built
+    _, engine = built()
     base = ["bench", "--model", str(engine), "--warmup-s", "0", "--duration-s", "0.2", "--repeats", "1"]
     ok = invoke(base + ["--batch-sizes", "1,8", "--json", str(tmp_path / "b.json")])
     assert ok.exit_code == 0, ok.output

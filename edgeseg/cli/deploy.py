@@ -29,7 +29,10 @@ Examples:
 
   edgeseg quantize --model runs/demo/model.onnx --int8 --calib-count 512 --calib-method max --calib-mix mixed
 
-INT8 is symmetric Q/DQ (what TensorRT accepts), calibrated on generated images cached under calib/<hash>/.
+INT8 for TensorRT (the default --target) is symmetric Q/DQ with float biases, FP16 wherever it is not INT8
+and FP32 in the raw-pixel stem, calibrated on generated images cached under calib/<hash>/; it is checked
+against TensorRT's importer rules (`edgeseg check --target tensorrt`) before it is written. --target cpu
+writes uint8 activations for ONNX Runtime on a CPU (TensorRT refuses those).
 """
 
 _ENGINE_EPILOG = """\
@@ -39,8 +42,10 @@ Examples (on a GPU host or a Jetson with TensorRT and pycuda):
 
   edgeseg build-engine --int8 --model runs/demo/model.onnx      # quantizes first, then builds
 
-Engines only run on the TensorRT version and GPU architecture that built them; the manifest beside each
-engine is checked before it is loaded.
+The ONNX file is checked against TensorRT's importer rules before TensorRT parses it. A standard engine
+runs only on the TensorRT version and GPU model that built it (--version-compatible: also on newer TensorRT,
+10 → 11 included); the manifest beside each engine is checked before it is loaded and lists the precision
+each layer runs in, read back from the built engine.
 """
 
 _COMPARE_EPILOG = """\
@@ -85,6 +90,10 @@ def quantize(
     quantizer: str = typer.Option("ort", "--quantizer", help="ort (ONNX Runtime) | modelopt (NVIDIA ModelOpt)."),
     target: str = typer.Option("tensorrt", "--target",
                                help="tensorrt (symmetric; runs everywhere) | cpu (uint8 activations, ONNX Runtime only)."),
+    high_precision: Optional[str] = typer.Option(
+        None, "--high-precision",
+        help="INT8: what unquantized layers run in, fp16 | fp32 (default fp16 for --target tensorrt, where strong "
+             "typing has no fallback; fp32 for --target cpu). The raw-pixel stem stays FP32 either way."),
     keep_head_fp32: bool = typer.Option(False, "--keep-head-fp32", help="Leave the final conv and sigmoid in FP32."),
     min_conv_depth: int = typer.Option(
         128, "--min-conv-depth", min=0,
@@ -93,7 +102,7 @@ def quantize(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """FP16 or INT8 version of an FP32 ONNX model, for ONNX Runtime and TensorRT alike."""
-    from edgeseg.export.precision import CalibMethod, Quantizer, Target, to_fp16, to_int8
+    from edgeseg.export.precision import CalibMethod, HighPrecision, Quantizer, Target, to_fp16, to_int8
 
     if fp16 == int8:
         raise EdgesegError("choose exactly one of --fp16 or --int8")
@@ -104,11 +113,12 @@ def quantize(
         method = _choice(calib_method, CalibMethod, "--calib-method")
         q = _choice(quantizer, Quantizer, "--quantizer")
         tgt = _choice(target, Target, "--target")
+        high = _choice(high_precision, HighPrecision, "--high-precision") if high_precision else None
         with progress_bar("int8", enabled=not quiet) as progress:
             result = to_int8(model, out, calib_count=calib_count, calib_mix=calib_mix, calib_method=method,
                              calib_seed=calib_seed, calib_root=calib_dir, quantizer=q,
                              keep_head_fp32=keep_head_fp32, min_conv_depth=min_conv_depth, target=tgt,
-                             progress=progress)
+                             high_precision=high, progress=progress)
     extra = f", calibration {calib_dir / result.calib_hash}" if result.calib_hash else ""
     console.print(f"wrote {result.path} (max |Δprob| vs FP32 {result.max_abs_diff:.1e}{extra})", highlight=False, soft_wrap=True)
 

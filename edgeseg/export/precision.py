@@ -3,9 +3,12 @@
 TensorRT 11 has no FP16/INT8 builder flags and no calibrators: precision is part of the network (strong
 typing). So FP16 is a graph conversion (onnxconverter-common, float32 kept at the inputs and outputs) and
 INT8 is explicit quantization — QuantizeLinear/DequantizeLinear pairs with scales calibrated on generated
-images — symmetric (zero point 0, the only kind TensorRT accepts), per-channel weights. TensorRT 10 (JetPack)
-builds the same files as strongly typed networks, and ONNX Runtime runs them on a CPU, so the accuracy a
-precision costs is measured before any engine exists.
+images — symmetric (zero point 0, the only kind TensorRT accepts), per-channel weights, biases left in float
+(TensorRT's importer takes INT8 DequantizeLinear inputs only). Under strong typing nothing falls back to a
+lower precision by itself, so the TensorRT-target INT8 file is FP16 wherever it is not INT8 (opset 19, FP16
+Q/DQ scales), except the raw-pixel stem, which stays FP32. TensorRT 10 (JetPack) builds the same files as
+strongly typed networks, and ONNX Runtime runs them on a CPU, so the accuracy a precision costs is measured
+before any engine exists; :mod:`edgeseg.export.tensorrt_check` checks them against TensorRT's importer rules.
 """
 
 from __future__ import annotations
@@ -38,6 +41,18 @@ class CalibMethod(str, Enum):
 class Quantizer(str, Enum):
     ort = "ort"
     modelopt = "modelopt"
+
+
+class HighPrecision(str, Enum):
+    """What the layers an INT8 file leaves unquantized run in: ``fp16`` (TensorRT's fast path; the default
+    for ``--target tensorrt``) or ``fp32`` (measures INT8 alone; the only choice for ``--target cpu``)."""
+
+    fp16 = "fp16"
+    fp32 = "fp32"
+
+
+#: Q/DQ with FP16 scales (DequantizeLinear producing float16) needs opset 19.
+FP16_QDQ_OPSET = 19
 
 
 class Target(str, Enum):
@@ -135,6 +150,7 @@ def to_fp16(onnx_path: str | Path, out: str | Path | None = None, keep_stem_fp32
     blocked = stem_nodes(model, min_conv_depth) if keep_stem_fp32 else []
     # keep_io_types: callers feed float32 camera pixels and read float32 probabilities, whatever the inside.
     converted = float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=blocked or None)
+    converted = fold_cast_pairs(converted)
     with atomic_path(out) as tmp:
         require("onnx").save(converted, str(tmp))
         progress(1, 2, "parity against FP32")
@@ -188,7 +204,8 @@ def to_int8(onnx_path: str | Path, out: str | Path | None = None, *, calib_count
             calib_mix: CalibMix | str = CalibMix.mixed, calib_method: CalibMethod | str = CalibMethod.max,
             calib_seed: int = 7, calib_root: str | Path = "calib", quantizer: Quantizer | str = Quantizer.ort,
             keep_head_fp32: bool = False, min_conv_depth: int = 128, op_types: tuple[str, ...] = ("Conv",),
-            target: Target | str = Target.tensorrt, progress: Progress = silent) -> PrecisionResult:
+            target: Target | str = Target.tensorrt, high_precision: HighPrecision | str | None = None,
+            progress: Progress = silent) -> PrecisionResult:
     """INT8 Q/DQ copy of an FP32 ONNX model, calibrated on a generated set (see :mod:`.calibration`).
 
     Symmetric activations and weights (zero point 0: TensorRT's requirement), per-channel weights, after
@@ -196,12 +213,22 @@ def to_int8(onnx_path: str | Path, out: str | Path | None = None, *, calib_count
     ``op_types`` are quantized (convolutions: the standardisation, pooling and reshaping ops around them
     are memory-bound, and Q/DQ pairs around them cost more than int8 saves); convolutions shallower than
     ``min_conv_depth`` stay FP32 (see :func:`shallow_convs`). Both keep the file TensorRT-compatible.
+
+    ``high_precision`` (default: fp16 for TensorRT, fp32 for the CPU) is what everything else runs in; with
+    fp16 the stem (see :func:`stem_nodes`) stays FP32 and the manifest lists it. A TensorRT-target file is
+    checked against TensorRT's importer rules before it is renamed into place.
     """
     onnx_path = Path(onnx_path)
     out = Path(out) if out else derived_path(onnx_path, Precision.int8)
     method, quantizer, target = CalibMethod(calib_method), Quantizer(quantizer), Target(target)
+    if high_precision is None:
+        high_precision = HighPrecision.fp16 if target is Target.tensorrt else HighPrecision.fp32
+    high_precision = HighPrecision(high_precision)
     if target is Target.cpu and quantizer is not Quantizer.ort:
         raise EdgesegError("--target cpu needs --quantizer ort (ModelOpt writes TensorRT's symmetric Q/DQ only)")
+    if target is Target.cpu and high_precision is HighPrecision.fp16:
+        raise EdgesegError("--target cpu keeps unquantized layers in FP32 (ONNX Runtime's CPU kernels are "
+                           "FP32): drop --high-precision fp16")
     model = _load_fp32(onnx_path)
     size = _input_size(model)
     if quantizer is Quantizer.modelopt:
@@ -224,11 +251,21 @@ def to_int8(onnx_path: str | Path, out: str | Path | None = None, *, calib_count
             settings = _quantize_ort(onnx_path, tmp, calib, method, exclude, **overrides)
         else:
             settings = _quantize_modelopt(onnx_path, tmp, calib, method, exclude, list(op_types))
+        fp32_nodes: list[str] = []
+        if high_precision is HighPrecision.fp16:
+            progress(2, 4, "unquantized layers to FP16 (stem FP32)")
+            fp32_nodes = stem_nodes(model, min_conv_depth)
+            _high_precision_fp16(tmp, fp32_nodes)
+        if target is Target.tensorrt:
+            from edgeseg.export.tensorrt_check import require_tensorrt_compatible
+
+            require_tensorrt_compatible(tmp)
         progress(3, 4, "parity against FP32")
         diff = _parity(onnx_path, tmp, size)
     config = {"quantizer": quantizer.value, "target": target.value, "calib_method": method.value, "calib_mix": CalibMix(calib_mix).value,
               "calib_count": calib_count, "calib_seed": calib_seed, "keep_head_fp32": keep_head_fp32,
-              "min_conv_depth": min_conv_depth, "op_types": list(op_types), "excluded_nodes": exclude, **settings}
+              "min_conv_depth": min_conv_depth, "op_types": list(op_types), "excluded_nodes": exclude,
+              "high_precision": high_precision.value, "fp32_nodes": fp32_nodes, **settings}
     write_manifest(out, "onnx", config=config,
                    inputs={str(onnx_path): sha256_file(onnx_path), "calibration": str(calib.path)},
                    precision=Precision.int8.value, calibration={"hash": calib.hash, "path": str(calib.path)},
@@ -275,7 +312,10 @@ def _quantize_ort(src: Path, dst: Path, calib: CalibSet, method: CalibMethod, ex
         q.quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         model = require("onnx").load(str(pre))
         reader = _Reader(model.graph.input[0].name, calib.images)
-        extra = {"ActivationSymmetric": True, "WeightSymmetric": True, **overrides.pop("extra_options", {})}
+        # QuantizeBias False: ORT would otherwise store biases as INT32 behind a DequantizeLinear, which
+        # TensorRT's importer rejects (INT8 inputs only); TensorRT folds a float bias into the int8 conv itself.
+        extra = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
+                 **overrides.pop("extra_options", {})}
         settings = {"quant_format": q.QuantFormat.QDQ, "per_channel": True, "activation_type": q.QuantType.QInt8,
                     "weight_type": q.QuantType.QInt8, "calibrate_method": methods[method],
                     "nodes_to_exclude": exclude or None, "extra_options": extra, **overrides}
@@ -299,13 +339,69 @@ def _quantize_ort(src: Path, dst: Path, calib: CalibSet, method: CalibMethod, ex
             **{k: v for k, v in settings.items() if k == "op_types_to_quantize"}}
 
 
+def _high_precision_fp16(path: Path, fp32_nodes: list[str]) -> None:
+    """Rewrite the Q/DQ file at ``path`` so that everything not INT8 runs in FP16, ``fp32_nodes`` excepted.
+
+    Strong typing has no fallback: a layer the Q/DQ file leaves in float runs at the type the graph gives it,
+    so without this an INT8 engine runs its unquantized layers in FP32 and can be slower than the FP16 one
+    (NVIDIA's ModelOpt casts them to FP16 by default for the same reason). The graph moves to opset 19, where
+    Q/DQ scales may be float16, and float16 conversion keeps float32 at the inputs and outputs.
+    """
+    onnx = require("onnx")
+    float16 = require("onnxconverter_common.float16")
+    version_converter = require("onnx.version_converter")
+    model = onnx.load(str(path))
+    default = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if default < FP16_QDQ_OPSET:
+        model = version_converter.convert_version(model, FP16_QDQ_OPSET)
+    model = float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=fp32_nodes or None)
+    model = fold_cast_pairs(model)
+    onnx.save(model, str(path))
+
+
+def fold_cast_pairs(model):
+    """Remove ``x → Cast → Cast → y`` chains whose second Cast gives back ``x``'s own type.
+
+    The float16 converter inserts such round trips at the boundary of the nodes it leaves in FP32; an
+    FP32 → FP16 → FP32 trip rounds the stem's values to FP16, exactly what keeping the stem FP32 is for, and
+    an FP16 → FP32 → FP16 trip is two copies for nothing. Consumers are rewired to ``x``; a graph output is
+    never rewired.
+    """
+    onnx = require("onnx")
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {v.name: v.type.tensor_type.elem_type
+             for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]}
+    types.update({t.name: t.data_type for t in model.graph.initializer})
+    producers = {o: n for n in model.graph.node for o in n.output}
+    outputs = {o.name for o in model.graph.output}
+    replace: dict[str, str] = {}
+    for node in model.graph.node:
+        first = producers.get(node.input[0]) if node.op_type == "Cast" else None
+        if first is None or first.op_type != "Cast" or node.output[0] in outputs:
+            continue
+        to = next(a.i for a in node.attribute if a.name == "to")
+        if types.get(first.input[0]) == to:
+            replace[node.output[0]] = first.input[0]
+    for node in model.graph.node:
+        for i, name in enumerate(node.input):
+            if name in replace:
+                node.input[i] = replace[name]
+    # Casts nobody reads any more go (repeat: removing a second Cast can orphan the first).
+    while True:
+        read = {i for n in model.graph.node for i in n.input} | outputs
+        dead = [n for n in model.graph.node if n.op_type == "Cast" and n.output[0] not in read]
+        if not dead:
+            return model
+        for n in dead:
+            model.graph.node.remove(n)
+
+
 def _quantize_modelopt(src: Path, dst: Path, calib: CalibSet, method: CalibMethod,
                        exclude: list[str], op_types: list[str]) -> dict[str, Any]:
     mq = require("modelopt.onnx.quantization")
     if method is CalibMethod.percentile:
         raise EdgesegError("--quantizer modelopt supports --calib-method max or entropy")
-    # high_precision_dtype fp32: otherwise ModelOpt also casts the unquantized rest to FP16, and the
-    # measurement would mix two precisions.
+    # high_precision_dtype fp32: the FP16 step (stem kept FP32) is edgeseg's own, the same for both quantizers.
     mq.quantize(onnx_path=str(src), quantize_mode="int8",
                 calibration_data=calib.images.astype(np.float32)[..., None], calibration_method=method.value,
                 calibration_eps=["cpu"], nodes_to_exclude=exclude or None, op_types_to_quantize=op_types,

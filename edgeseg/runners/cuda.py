@@ -11,9 +11,13 @@ copied back. The transport does the rest, per batch:
 Buffers are allocated once, for the largest batch, in ``streams`` slots; each slot has its own stream, so
 with two or more slots the H2D copy of the next batch overlaps the compute of the current one
 (``submit``/``collect``). Events give the device-side split (H2D, compute, D2H) and the host clock gives the
-enqueue time. The context is explicit (``cuda.init()``, ``Device(i).make_context()``, popped and detached
-in :meth:`CudaTransport.close`), never ``pycuda.autoinit``. Keeping every pycuda call here lets the
-transport move to cuda-python later without touching the runners.
+enqueue time. The context is explicit (``cuda.init()``, ``Device(i).make_context()``), never
+``pycuda.autoinit``, and it is current only while the transport works: ``make_context`` pushes it, so it is
+popped at once, and every operation pushes it and pops it again (:meth:`CudaTransport.current`). pycuda's
+contexts are a per-thread stack and ``Context.pop()`` pops whatever is on top, so two transports in one
+process (``compare`` of two engines) would otherwise run one's copies in the other's context and pop the
+other's context on close. Keeping every pycuda call here lets the transport move to cuda-python later
+without touching the runners.
 
 The pure parts (buffer sizing, round-robin, batch and shape checks) need no GPU and are tested anywhere.
 """
@@ -21,7 +25,6 @@ The pure parts (buffer sizing, round-robin, batch and shape checks) need no GPU 
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -172,7 +175,6 @@ class CudaTransport:
         self._split = Split()
         self._cuda = None
         self._ctx = None
-        self._owner = None
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     def open(self) -> "CudaTransport":
@@ -187,7 +189,7 @@ class CudaTransport:
             raise EdgesegError(f"CUDA device {self.device} does not exist ({count} visible)")
         self._cuda = cuda
         self._ctx = cuda.Device(self.device).make_context()
-        self._owner = threading.get_ident()
+        self._ctx.pop()  # make_context pushed it; it is pushed again around each operation
         return self
 
     def device_info(self) -> tuple[str, str]:
@@ -204,7 +206,7 @@ class CudaTransport:
             raise RuntimeError("CudaTransport.allocate() before open()")
         plan = plan_buffers(max_batch, in_shape, in_dtype, out_shape, out_dtype, self.streams)
         cuda = self._cuda
-        with self._current():
+        with self.current():
             for i in range(self.streams):
                 h_in = cuda.pagelocked_empty((plan.max_batch, *plan.in_shape), plan.in_dtype)
                 h_out = cuda.pagelocked_empty((plan.max_batch, *plan.out_shape), plan.out_dtype)
@@ -215,39 +217,38 @@ class CudaTransport:
         return plan
 
     def close(self) -> None:
-        """Wait for in-flight work, free every buffer, pop and detach the context."""
+        """Wait for in-flight work, free every buffer, destroy the context (leaving the stack as it was)."""
         if self._ctx is None:
             return
-        if threading.get_ident() != self._owner:
-            self._ctx.push()
         try:
-            for slot in self.slots:
-                slot.stream.synchronize()
-                slot.d_in.free()
-                slot.d_out.free()
-                # Pinned memory belongs to the context too: free it now, not whenever the arrays are collected.
-                for host in (slot.h_in, slot.h_out):
-                    free = getattr(host.base, "free", None)
-                    if free is not None:
-                        free()
-            self.slots.clear()  # events go with the slots, before the context
+            with self.current():
+                for slot in self.slots:
+                    slot.stream.synchronize()
+                    slot.d_in.free()
+                    slot.d_out.free()
+                    # Pinned memory belongs to the context too: free it now, not whenever the arrays are collected.
+                    for host in (slot.h_in, slot.h_out):
+                        free = getattr(host.base, "free", None)
+                        if free is not None:
+                            free()
+                self.slots.clear()  # events go with the slots, before the context
         finally:
-            self._ctx.pop()
-            self._ctx.detach()
+            self._ctx.detach()  # not current: pycuda pushes it, destroys it, and the destroy pops it
             self._ctx = None
             self.plan = None
 
     @contextlib.contextmanager
-    def _current(self) -> Iterator[None]:
-        # pycuda contexts are per thread: a caller on another thread (a streaming batcher) pushes ours.
-        if threading.get_ident() == self._owner:
-            yield
-            return
+    def current(self) -> Iterator[None]:
+        """This transport's context made current for the block, then popped: whatever another transport
+        (or thread) left current is current again afterwards. TensorRT calls that touch device memory
+        (deserialising, creating execution contexts, destroying them) belong inside it too."""
+        if self._ctx is None:
+            raise RuntimeError("CudaTransport.current() before open()")
         self._ctx.push()
         try:
             yield
         finally:
-            self._ctx.pop()
+            self._cuda.Context.pop()
 
     # -- work ----------------------------------------------------------------------------------------------
     def submit(self, batch: np.ndarray) -> Slot:
@@ -264,7 +265,7 @@ class CudaTransport:
             raise RuntimeError(f"stream {slot.index} still has a batch in flight: collect() it first")
         cuda = self._cuda
         start, h2d, comp, d2h = slot.events
-        with self._current():
+        with self.current():
             np.copyto(slot.h_in[:n], batch, casting="unsafe")
             start.record(slot.stream)
             cuda.memcpy_htod_async(slot.d_in, slot.h_in[:n], slot.stream)
@@ -286,7 +287,7 @@ class CudaTransport:
         if not slot.busy:
             raise RuntimeError(f"stream {slot.index} has nothing in flight")
         start, h2d, comp, d2h = slot.events
-        with self._current():
+        with self.current():
             d2h.synchronize()
             count = int(np.prod(slot.out_shape))
             out = slot.h_out.reshape(-1)[:count].reshape(slot.out_shape).copy()

@@ -1,10 +1,12 @@
 """TensorRT runner: a serialized engine run through the CUDA transport (named-tensor API, TensorRT 10 and 11).
 
-Activation, in order: a CUDA context (:class:`~edgeseg.runners.cuda.CudaTransport`), the engine's manifest
-checked against this TensorRT version and GPU (:func:`edgeseg.trt.manifest.check_engine` — TensorRT has no
-preflight check, and a foreign engine otherwise fails deep inside deserialisation or, worse, runs), the
-engine deserialised once, one execution context per CUDA stream (a context is not safe to share between
-batches in flight), and pinned/device buffers for the profile's largest batch.
+Activation, in order: a CUDA context of the runner's own (:class:`~edgeseg.runners.cuda.CudaTransport`,
+current only around each operation, so several engines share a process), the engine's manifest checked
+against this TensorRT version and GPU (:func:`edgeseg.trt.manifest.check_engine` — TensorRT has no preflight
+check, and a foreign engine otherwise fails deep inside deserialisation or, worse, runs), the engine
+deserialised once (host code allowed for a version-compatible plan, which embeds its own runtime), one
+execution context per CUDA stream (a context is not safe to share between batches in flight), and
+pinned/device buffers for the profile's largest batch.
 
 Per batch: ``set_input_shape`` on that stream's context, the real output shape read back from the context
 (the engine's own shape holds -1 for the batch, and sizing copies from the profile maximum hands back
@@ -59,17 +61,20 @@ class TrtRunner(Runner):
         transport = CudaTransport(self._enqueue, self.streams, self.device).open()
         self._transport = transport
         try:
-            self._load(trt, transport)
+            with transport.current():  # TensorRT allocates in whatever CUDA context is current
+                self._load(trt, transport)
         except BaseException:
             self._deactivate()
             raise
 
     def _load(self, trt, transport: CudaTransport) -> None:
-        from edgeseg.trt.manifest import check_engine
+        from edgeseg.trt.manifest import check_engine, runtime_flags
 
         gpu, cc = transport.device_info()
         self.manifest = check_engine(self.path, trt.__version__, gpu, cc)
         self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        for name, value in runtime_flags(self.manifest).items():
+            setattr(self._runtime, name, value)  # a version-compatible plan runs its own lean runtime
         engine = self._runtime.deserialize_cuda_engine(Path(self.path).read_bytes())
         if engine is None:
             raise EdgesegError(f"TensorRT {trt.__version__} could not deserialise {self.path} on {gpu}: "
@@ -106,14 +111,18 @@ class TrtRunner(Runner):
             self.precision = Precision.fp32
 
     def _deactivate(self) -> None:
-        # TensorRT objects go before the CUDA context they live in.
-        self._by_stream = {}
-        self._contexts = []
-        self._engine = None
-        self._runtime = None
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
+        # TensorRT objects go before the CUDA context they live in, and are destroyed inside it.
+        transport, self._transport = self._transport, None
+        if transport is None:
+            return
+        try:
+            with transport.current():
+                self._by_stream = {}
+                self._contexts = []
+                self._engine = None
+                self._runtime = None
+        finally:
+            transport.close()
 
     # -- inference -------------------------------------------------------------------------------------
     def check_batch_size(self, batch: int) -> None:

@@ -2,8 +2,12 @@
 
 The precision is already in the ONNX graph (see :mod:`edgeseg.export.precision`): TensorRT 11 has no
 FP16/INT8 builder flags, and TensorRT 10 (JetPack) builds the same file when the network is created
-STRONGLY_TYPED. The batch dimension gets one optimisation profile (MIN, OPT, MAX): keep OPT at the batch the
-line actually runs, since kernels are tuned for it. The engine is written atomically with a manifest that
+STRONGLY_TYPED. The file is first checked against TensorRT's importer rules without TensorRT
+(:mod:`edgeseg.export.tensorrt_check`), so a file TensorRT would refuse is refused with its fix before
+anything is parsed. The batch dimension gets one optimisation profile (MIN, OPT, MAX): keep OPT at the batch
+the line actually runs, since kernels are tuned for it. TF32 is cleared: FP32 layers (the raw-pixel stem,
+which subtracts a level of ~112 from raw pixels) must not round to a 10-bit mantissa. Building needs TensorRT
+and the CUDA driver, not pycuda. The engine is written atomically with a manifest that
 :func:`edgeseg.trt.manifest.check_engine` reads before anything deserialises it.
 """
 
@@ -17,6 +21,7 @@ from edgeseg.deps import require
 from edgeseg.errors import EdgesegError
 from edgeseg.export.onnx import inherited, source_manifest
 from edgeseg.progress import Progress, silent
+from edgeseg.trt.inspect import inspect_plan, precision_summary
 
 DEFAULT_BATCH = (1, 8, 32)
 DEFAULT_WORKSPACE_MB = 1024
@@ -47,6 +52,31 @@ def network_flags(trt) -> int:
     return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
 
 
+def configure(trt, builder, input_name: str, item_shape: tuple[int, ...], batch: tuple[int, int, int], *,
+              workspace_mb: int, version_compatible: bool, timing_cache: bytes | None):
+    """The builder config: workspace, one batch profile, TF32 off, detailed layer information (so the engine
+    inspector can show each layer's precision), optional version compatibility and timing cache. Returns
+    ``(config, cache)``; a timing cache TensorRT will not use (another device or version) is an error, not a
+    silent rebuild from scratch."""
+    lo, opt, hi = batch
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
+    profile = builder.create_optimization_profile()
+    profile.set_shape(input_name, (lo, *item_shape), (opt, *item_shape), (hi, *item_shape))
+    config.add_optimization_profile(profile)
+    config.clear_flag(trt.BuilderFlag.TF32)
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+    if version_compatible:
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+    cache = None
+    if timing_cache is not None:
+        cache = config.create_timing_cache(timing_cache)
+        if not config.set_timing_cache(cache, ignore_mismatch=False):
+            raise EdgesegError("the timing cache was made on another GPU or TensorRT version and TensorRT will not "
+                               "use it: delete it or pass another --timing-cache")
+    return config, cache
+
+
 def check_profile(batch: tuple[int, int, int]) -> tuple[int, int, int]:
     lo, opt, hi = (int(b) for b in batch)
     if not 1 <= lo <= opt <= hi:
@@ -58,6 +88,7 @@ def build_engine(onnx_path: str | Path, out: str | Path = "engines", *, batch: t
                  workspace_mb: int = DEFAULT_WORKSPACE_MB, timing_cache: str | Path | None = None,
                  version_compatible: bool = False, progress: Progress = silent) -> EngineResult:
     """Build ``onnx_path`` into an engine under ``out`` (see the module docstring)."""
+    from edgeseg.export.tensorrt_check import require_tensorrt_compatible
     from edgeseg.runners.onnxrt import onnx_precision
     from edgeseg.trt.manifest import current_device
 
@@ -71,6 +102,7 @@ def build_engine(onnx_path: str | Path, out: str | Path = "engines", *, batch: t
     if src.get("config", {}).get("symmetric") is False:
         raise EdgesegError(f"{onnx_path} was quantized for the CPU (asymmetric uint8 activations), which TensorRT "
                            "rejects: quantize the FP32 model with --target tensorrt")
+    require_tensorrt_compatible(onnx_path)
     trt = require("tensorrt")
     device = current_device()
     precision = onnx_precision(onnx_path).value
@@ -91,32 +123,30 @@ def build_engine(onnx_path: str | Path, out: str | Path = "engines", *, batch: t
     if len(dims) != 4 or any(d <= 0 for d in dims[1:]):
         raise EdgesegError(f"{onnx_path} input {inp.name} is shaped {dims}; expected (N, H, W, 1) with fixed H, W")
 
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
-    profile = builder.create_optimization_profile()
-    profile.set_shape(inp.name, (lo, *dims[1:]), (opt, *dims[1:]), (hi, *dims[1:]))
-    config.add_optimization_profile(profile)
-    if version_compatible:
-        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
-    cache = None
+    cache_bytes = None
     if timing_cache is not None:
         timing_cache = Path(timing_cache)
-        cache = config.create_timing_cache(timing_cache.read_bytes() if timing_cache.is_file() else b"")
-        config.set_timing_cache(cache, ignore_mismatch=False)
+        cache_bytes = timing_cache.read_bytes() if timing_cache.is_file() else b""
+    config, cache = configure(trt, builder, inp.name, dims[1:], (lo, opt, hi), workspace_mb=workspace_mb,
+                              version_compatible=version_compatible, timing_cache=cache_bytes)
 
     progress(1, 3, f"building {precision} engine, batch {lo}..{hi} (opt {opt})")
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise EdgesegError(f"TensorRT could not build an engine from {onnx_path} (see the TensorRT log above)")
+    plan = bytes(memoryview(plan))
+    progress(2, 3, "reading back layer precisions")
+    layers = inspect_plan(trt, plan, logger)
     with atomic_path(engine_path) as tmp:
-        tmp.write_bytes(bytes(memoryview(plan)))
+        tmp.write_bytes(plan)
     if cache is not None:
         write_bytes(timing_cache, bytes(memoryview(cache.serialize())))
 
     write_manifest(
         engine_path, "engine",
         config={"batch": [lo, opt, hi], "workspace_mb": workspace_mb, "version_compatible": version_compatible,
-                "timing_cache": str(timing_cache) if timing_cache else None, "strongly_typed": True},
+                "timing_cache": str(timing_cache) if timing_cache else None, "strongly_typed": True,
+                "tf32": False},
         inputs={str(onnx_path): sha256_file(onnx_path)},
         precision=precision,
         profile={"input": inp.name, "min": [lo, *dims[1:]], "opt": [opt, *dims[1:]], "max": [hi, *dims[1:]]},
@@ -124,6 +154,7 @@ def build_engine(onnx_path: str | Path, out: str | Path = "engines", *, batch: t
                   "version_compatible": version_compatible},
         onnx={"path": str(onnx_path), "sha256": sha256_file(onnx_path)},
         calibration=src.get("calibration"),
+        layers=precision_summary(layers),
         **inherited(src),
     )
     progress(3, 3, str(engine_path))
