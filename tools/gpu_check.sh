@@ -10,7 +10,7 @@
 #                     TensorRT tests still run, and fail naming what is missing (EDGESEG_REQUIRE_GPU=1).
 #
 # Installs what is missing from local wheels in .carry/ when that folder exists (a host without network:
-# /work/shared/tools/pycuda-wheel.sh .carry builds pycuda there), else from the project's trt extra.
+# a pycuda wheel built for the host's Python, and its pure-Python dependencies), else from the trt extra.
 # Needs the demo's ONNX files in $RUN (make demo, or copies of runs/demo/model*.onnx and their manifests).
 #   tools/gpu_check.sh      # RUN=runs/demo OUT=runs/gpu-check STEP_TIMEOUT=600 (s per step) NVIDIA_SMI=nvidia-smi
 # Exit status: 0 all that ran passed, 1 a step failed, 2 no NVIDIA GPU visible.
