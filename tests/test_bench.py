@@ -16,6 +16,7 @@ from edgeseg.bench import harness, report, stats
 from edgeseg.errors import EdgesegError
 from edgeseg.runners.base import Runner
 from edgeseg.types import Backend
+from tiny_models import tiny_onnx
 
 FAST = harness.Timing(warmup_s=0.0, duration_s=0.05, repeats=2)
 
@@ -220,29 +221,6 @@ def test_record_table_plot_and_saturation(tmp_path):
 
 
 # -- overhead vs a bare session.run loop --------------------------------------------------------------------
-def tiny_onnx(path, size=32):
-    """(N, size, size, 1) raw pixels → 5×5 mean → sigmoid((m − 112) / 2): a real ONNX model in a few KB."""
-    from onnx import TensorProto, helper, save
-
-    nodes = [
-        helper.make_node("Transpose", ["image"], ["nchw"], perm=[0, 3, 1, 2]),
-        helper.make_node("AveragePool", ["nchw"], ["mean"], kernel_shape=[5, 5], pads=[2, 2, 2, 2]),
-        helper.make_node("Sub", ["mean", "level"], ["centred"]),
-        helper.make_node("Div", ["centred", "scale"], ["z"]),
-        helper.make_node("Sigmoid", ["z"], ["p"]),
-        helper.make_node("Transpose", ["p"], ["prob"], perm=[0, 2, 3, 1]),
-    ]
-    graph = helper.make_graph(
-        nodes, "tiny",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", size, size, 1])],
-        [helper.make_tensor_value_info("prob", TensorProto.FLOAT, ["N", size, size, 1])],
-        [helper.make_tensor("level", TensorProto.FLOAT, [], [112.0]),
-         helper.make_tensor("scale", TensorProto.FLOAT, [], [2.0])],
-    )
-    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    return path
-
-
 def test_overhead_compares_with_a_bare_session_loop(tmp_path):
     model = tiny_onnx(tmp_path / "tiny.onnx")
     rows = harness.overhead(model, (1, 4), harness.Timing(0.0, 0.05, 2), images=harness.bench_images(8, 32))

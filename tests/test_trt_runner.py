@@ -30,7 +30,7 @@ def built(tmp_path_factory):
     touched TensorRT while being set up would error where TensorRT is missing, instead of the test failing."""
     import functools
 
-    from test_bench import tiny_onnx
+    from tiny_models import tiny_onnx
 
     d = tmp_path_factory.mktemp("trt")
 

@@ -20,3 +20,26 @@ def save_tiny_model(path, convs=((4, 1),), rescale=UNIT_RANGE, size: int | None 
     out = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid", name=head_name)(x)
     keras.Model(inp, out).save(path)
     return path
+
+
+def tiny_onnx(path, size=32):
+    """(N, size, size, 1) raw pixels → 5×5 mean → sigmoid((m − 112) / 2): a real ONNX model in a few KB."""
+    from onnx import TensorProto, helper, save
+
+    nodes = [
+        helper.make_node("Transpose", ["image"], ["nchw"], perm=[0, 3, 1, 2]),
+        helper.make_node("AveragePool", ["nchw"], ["mean"], kernel_shape=[5, 5], pads=[2, 2, 2, 2]),
+        helper.make_node("Sub", ["mean", "level"], ["centred"]),
+        helper.make_node("Div", ["centred", "scale"], ["z"]),
+        helper.make_node("Sigmoid", ["z"], ["p"]),
+        helper.make_node("Transpose", ["p"], ["prob"], perm=[0, 2, 3, 1]),
+    ]
+    graph = helper.make_graph(
+        nodes, "tiny",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", size, size, 1])],
+        [helper.make_tensor_value_info("prob", TensorProto.FLOAT, ["N", size, size, 1])],
+        [helper.make_tensor("level", TensorProto.FLOAT, [], [112.0]),
+         helper.make_tensor("scale", TensorProto.FLOAT, [], [2.0])],
+    )
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
