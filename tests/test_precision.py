@@ -40,7 +40,8 @@ def test_fp16_keeps_float32_io_and_stays_close(fp32):
     import onnx
 
     from edgeseg.export.precision import to_fp16
-    from edgeseg.runners.onnxrt import OnnxRuntimeRunner, graph_precision
+    from edgeseg.export.graph import graph_precision
+    from edgeseg.runners.onnxrt import OnnxRuntimeRunner
 
     result = to_fp16(fp32)
     assert result.path.name == "model.fp16.onnx"

@@ -71,7 +71,7 @@ def test_onnxruntime_workers_split_batches_without_changing_results(models):
 
 
 def test_onnxruntime_precision_read_from_graph_without_manifest(models, tmp_path):
-    from edgeseg.runners.onnxrt import onnx_precision
+    from edgeseg.export.graph import onnx_precision
 
     bare = tmp_path / "bare.onnx"
     bare.write_bytes(models[1].read_bytes())

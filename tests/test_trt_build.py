@@ -230,7 +230,7 @@ def onnx_models(tmp_path_factory):
 
 def test_the_gpu_fixture_really_quantizes(onnx_models):
     from edgeseg.export.tensorrt_check import check_tensorrt
-    from edgeseg.runners.onnxrt import onnx_precision
+    from edgeseg.export.graph import onnx_precision
 
     models = onnx_models()
     assert onnx_precision(models["int8"]).value == "int8"

@@ -67,7 +67,6 @@ def run_batches(t: CudaTransport, batches, depth: int) -> float:
 def overlap(streams: int, iters: int | None, batch: int = 32) -> tuple[dict, int]:
     """Images/s with ``streams`` streams; the kernel is calibrated (when ``iters`` is None) so its compute
     lasts about as long as the H2D copy, the case overlap helps most."""
-    import pycuda.driver as cuda
     from pycuda.compiler import SourceModule
 
     holder: dict = {}

@@ -89,7 +89,7 @@ def _input_size(model) -> int:
 
 
 def _load_fp32(onnx_path: Path):
-    from edgeseg.runners.onnxrt import graph_precision
+    from edgeseg.export.graph import graph_precision
 
     onnx = require("onnx")
     if not onnx_path.is_file():

@@ -89,7 +89,7 @@ def build_engine(onnx_path: str | Path, out: str | Path = "engines", *, batch: t
                  version_compatible: bool = False, progress: Progress = silent) -> EngineResult:
     """Build ``onnx_path`` into an engine under ``out`` (see the module docstring)."""
     from edgeseg.export.tensorrt_check import require_tensorrt_compatible
-    from edgeseg.runners.onnxrt import onnx_precision
+    from edgeseg.export.graph import onnx_precision
     from edgeseg.trt.manifest import current_device
 
     onnx_path = Path(onnx_path)
