@@ -87,175 +87,229 @@ def _next_frame(frames_q: queue.Queue, producer: threading.Thread) -> int:
                 return _SENTINEL
 
 
-def run_stream(runner: Runner, images: np.ndarray, cfg: StreamConfig, warmup_s: float = 1.0,
-               progress: Progress = silent) -> dict[str, Any]:
-    """Stream ``cfg.frames`` frames (cycling through ``images``, (N, H, W) uint8) through ``runner``
-    (activated). Returns one result row (see the module docstring); never raises for drops."""
-    n_frames = cfg.frames
-    pool = np.ascontiguousarray(images)
-    warm_up_stream(runner, pool, cfg.max_batch, warmup_s)
+@dataclass
+class _Tally:
+    """What producer, batcher and consumer count while the stream runs (each field has one writer)."""
 
-    arrival = np.zeros(n_frames, dtype=np.float64)
-    latency = np.full(n_frames, np.nan, dtype=np.float64)
-    state = np.zeros(n_frames, dtype=np.uint8)
-    batch_sizes = np.zeros(cfg.max_batch + 1, dtype=np.int64)   # histogram of sizes sent
-    frames_q: queue.Queue[int] = queue.Queue(maxsize=cfg.capacity)
-    # The consumer is cheap; a small bound applies back-pressure instead of letting masks pile up.
-    masks_q: queue.Queue = queue.Queue(maxsize=4)
-    stop = threading.Event()
-    counts = {"dropped": 0, "produced": 0, "out": 0, "duplicated": 0, "out_of_order": 0, "late_start_s": 0.0,
-              "defect_frames": 0}
-    errors: list[BaseException] = []
-    period = 1.0 / cfg.rate
-    rss_start = rss_mb()
-    rss_peak = [rss_start]
-    # RSS every ~5 % of the frames: growth shows as a trend, one-off allocations as a step at the start.
-    trace_every = max(1, n_frames // 20)
-    rss_trace: list[float] = []
-    t0 = time.perf_counter() + 0.01   # a little slack so the first frame is not already late
+    produced: int = 0
+    dropped: int = 0
+    out: int = 0
+    duplicated: int = 0
+    out_of_order: int = 0
+    defect_frames: int = 0
 
-    def producer() -> None:
+
+@dataclass(frozen=True)
+class StreamResult:
+    """One stream's outcome: counts, integrity, end-to-end latencies (seconds, per frame that came out),
+    batch sizes sent and RSS. :meth:`as_row` is the benchmark's JSON row."""
+
+    cfg: StreamConfig
+    tally: _Tally
+    lost: int
+    latencies_s: np.ndarray
+    batch_sizes: np.ndarray      # histogram: batch_sizes[b] = batches of b frames
+    span_s: float                # first frame's scheduled arrival to the last mask
+    duration_s: float
+    rss_mb_start: float
+    rss_mb_end: float
+    rss_mb_peak: float
+    rss_mb_trace: list[float]
+
+    @property
+    def integrity_ok(self) -> bool:
+        t = self.tally
+        return (self.lost == 0 and t.duplicated == 0 and t.out_of_order == 0
+                and t.out + t.dropped == t.produced == self.cfg.frames)
+
+    def warnings(self) -> list[str]:
+        t, cfg = self.tally, self.cfg
+        out = []
+        if t.dropped:
+            out.append(f"{t.dropped} of {t.produced} frames dropped: {cfg.rate:g} frames/s is more than this "
+                       f"model sustains with batches of up to {cfg.max_batch}")
+        if not self.integrity_ok:
+            out.append(f"stream integrity violated: {self.lost} lost, {t.duplicated} duplicated, "
+                       f"{t.out_of_order} out of order, {t.out} out + {t.dropped} dropped of {t.produced} "
+                       f"produced ({cfg.frames} scheduled)")
+        return out
+
+    def as_row(self) -> dict[str, Any]:
+        t, cfg, lat = self.tally, self.cfg, self.latencies_s
+        sent = np.nonzero(self.batch_sizes)[0]
+        n_batches = int(self.batch_sizes.sum())
+        return {
+            "mode": "stream",
+            "batch_size": int(cfg.max_batch),
+            "rate": float(cfg.rate),
+            "max_wait_ms": float(cfg.max_wait_ms),
+            "queue_size": cfg.capacity,
+            "frames_in": t.produced,
+            "frames_out": t.out,
+            "dropped": t.dropped,
+            "lost": self.lost,
+            "duplicated": t.duplicated,
+            "out_of_order": t.out_of_order,
+            "integrity_ok": bool(self.integrity_ok),
+            "sustained": t.dropped == 0,
+            "images_per_s": t.out / self.span_s if t.out and self.span_s > 0 else 0.0,
+            **{f"latency_ms_{k}": v for k, v in percentiles_ms(lat).items()},
+            "latency_ms_max": float(np.max(lat) * 1e3) if lat.size else float("nan"),
+            "batches": n_batches,
+            "mean_batch": float(t.out / n_batches) if n_batches else 0.0,
+            "batch_size_max_seen": int(sent[-1]) if sent.size else 0,
+            "defect_frames": t.defect_frames,
+            "duration_s": self.duration_s,
+            "scheduled_s": cfg.frames / cfg.rate,
+            "rss_mb_start": self.rss_mb_start,
+            "rss_mb_end": self.rss_mb_end,
+            "rss_mb_peak": max(self.rss_mb_peak, self.rss_mb_end),
+            "rss_mb_growth": self.rss_mb_end - self.rss_mb_start,
+            "rss_mb_trace": self.rss_mb_trace,
+            "warnings": self.warnings(),
+        }
+
+
+class Stream:
+    """One run of the pipeline in the module docstring: ``Stream(runner, images, cfg).run()``.
+
+    The camera and the consumer are threads; the batcher runs on the calling thread, where the runner was
+    activated (a CUDA context, for one, belongs to it). Per-frame arrays are sized up front.
+    """
+
+    def __init__(self, runner: Runner, images: np.ndarray, cfg: StreamConfig, progress: Progress = silent):
+        self.runner, self.cfg, self.progress = runner, cfg, progress
+        self.pool = np.ascontiguousarray(images)
+        n = cfg.frames
+        self.arrival = np.zeros(n, dtype=np.float64)
+        self.latency = np.full(n, np.nan, dtype=np.float64)
+        self.state = np.zeros(n, dtype=np.uint8)
+        self.batch_sizes = np.zeros(cfg.max_batch + 1, dtype=np.int64)
+        self.frames_q: queue.Queue[int] = queue.Queue(maxsize=cfg.capacity)
+        # The consumer is cheap; a small bound applies back-pressure instead of letting masks pile up.
+        self.masks_q: queue.Queue = queue.Queue(maxsize=4)
+        self.stop = threading.Event()
+        self.tally = _Tally()
+        self.period = 1.0 / cfg.rate
+        # RSS every ~5 % of the frames: growth shows as a trend, one-off allocations as a step at the start.
+        self.trace_every = max(1, n // 20)
+        self.rss_trace: list[float] = []
+        self.rss_peak = 0.0
+        self.t0 = 0.0
+
+    def run(self) -> StreamResult:
+        self.rss_peak = rss_start = rss_mb()
+        self.t0 = time.perf_counter() + 0.01   # a little slack so the first frame is not already late
+        threads = [threading.Thread(target=self._camera, name="edgeseg-camera", daemon=True),
+                   threading.Thread(target=self._consumer, name="edgeseg-consumer", daemon=True)]
+        for t in threads:
+            t.start()
+        last_ready = None
+        try:
+            last_ready = self._batcher(threads[0])
+        except BaseException:
+            self.stop.set()
+            raise
+        finally:
+            self.masks_q.put(None)
+            for t in threads:
+                t.join(timeout=10)
+        end = time.perf_counter()
+        produced = self.tally.produced
+        done = self.state == _DONE
+        return StreamResult(
+            cfg=self.cfg, tally=self.tally, lost=int(np.count_nonzero(self.state[:produced] == _PENDING)),
+            latencies_s=self.latency[done], batch_sizes=self.batch_sizes,
+            span_s=(last_ready - self.t0) if last_ready is not None else float("nan"), duration_s=end - self.t0,
+            rss_mb_start=rss_start, rss_mb_end=rss_mb(), rss_mb_peak=self.rss_peak, rss_mb_trace=self.rss_trace)
+
+    def _camera(self) -> None:
+        """Frame ids at the camera's schedule; a frame that finds the queue full is dropped."""
         clock = time.perf_counter
-        for i in range(n_frames):
-            if stop.is_set():
+        for i in range(self.cfg.frames):
+            if self.stop.is_set():
                 break
-            t = t0 + i * period
+            t = self.t0 + i * self.period
             delay = t - clock()
             if delay > 0:
                 time.sleep(delay)
-            arrival[i] = t
-            counts["produced"] += 1
+            self.arrival[i] = t
+            self.tally.produced += 1
             try:
-                frames_q.put_nowait(i)
+                self.frames_q.put_nowait(i)
             except queue.Full:
-                state[i] = _DROPPED
-                counts["dropped"] += 1
+                self.state[i] = _DROPPED
+                self.tally.dropped += 1
         # The end marker must get through (the batcher keeps draining), unless we are aborting.
         while True:
             try:
-                frames_q.put(_SENTINEL, timeout=0.1)
+                self.frames_q.put(_SENTINEL, timeout=0.1)
                 return
             except queue.Full:
-                if stop.is_set():
+                if self.stop.is_set():
                     return
 
-    def consumer() -> None:
-        last = -1
-        while True:
-            item = masks_q.get()
-            if item is None:
-                return
-            ids, ready, probs = item
-            for k, fid in enumerate(ids):
-                if state[fid] == _DONE:
-                    counts["duplicated"] += 1
-                    continue
-                if fid <= last:
-                    counts["out_of_order"] += 1
-                last = max(last, fid)
-                state[fid] = _DONE
-                latency[fid] = ready - arrival[fid]
-                counts["out"] += 1
-                # What the line does with a mask: decide good/defective.
-                if np.count_nonzero(probs[k] > cfg.threshold):
-                    counts["defect_frames"] += 1
-            if counts["out"] % trace_every < len(ids):
-                rss = rss_mb()
-                rss_peak[0] = max(rss_peak[0], rss)
-                if len(rss_trace) < 64:
-                    rss_trace.append(round(rss, 2))
-                progress(counts["out"], n_frames, f"{counts['out']} masks, {counts['dropped']} dropped")
-
-    threads = [threading.Thread(target=producer, name="edgeseg-camera", daemon=True),
-               threading.Thread(target=consumer, name="edgeseg-consumer", daemon=True)]
-    for t in threads:
-        t.start()
-    max_wait = cfg.max_wait_ms / 1e3
-    clock = time.perf_counter
-    first_ready = last_ready = None
-    try:
+    def _batcher(self, camera: threading.Thread) -> float | None:
+        """Up to ``max_batch`` frames, waiting at most ``max_wait`` after the first one's arrival; runs the
+        model and hands the masks on. Returns the time the last mask was ready (None if none was)."""
+        cfg, clock = self.cfg, time.perf_counter
+        max_wait = cfg.max_wait_ms / 1e3
+        last_ready = None
         done = False
         while not done:
-            first = _next_frame(frames_q, threads[0])
+            first = _next_frame(self.frames_q, camera)
             if first == _SENTINEL:
                 break
             ids = [first]
-            deadline = arrival[first] + max_wait
+            deadline = self.arrival[first] + max_wait
             while len(ids) < cfg.max_batch:
                 remaining = deadline - clock()
                 try:
-                    item = frames_q.get(timeout=remaining) if remaining > 0 else frames_q.get_nowait()
+                    item = self.frames_q.get(timeout=remaining) if remaining > 0 else self.frames_q.get_nowait()
                 except queue.Empty:
                     break
                 if item == _SENTINEL:
                     done = True
                     break
                 ids.append(item)
-            batch = pool[np.asarray(ids) % len(pool)]
-            probs = runner.infer(batch)
-            ready = clock()
-            first_ready = ready if first_ready is None else first_ready
-            last_ready = ready
-            batch_sizes[len(ids)] += 1
-            masks_q.put((ids, ready, probs))
-    except BaseException as e:
-        errors.append(e)
-        stop.set()
-    finally:
-        masks_q.put(None)
-        for t in threads:
-            t.join(timeout=10)
-    if errors:
-        raise errors[0]
-    end = clock()
-    rss_end = rss_mb()
+            probs = self.runner.infer(self.pool[np.asarray(ids) % len(self.pool)])
+            last_ready = clock()
+            self.batch_sizes[len(ids)] += 1
+            self.masks_q.put((ids, last_ready, probs))
+        return last_ready
 
-    produced = counts["produced"]
-    dropped = counts["dropped"]
-    out = counts["out"]
-    lost = int(np.count_nonzero(state[:produced] == _PENDING))
-    done_lat = latency[state == _DONE]
-    pct = percentiles_ms(done_lat)
-    sent = np.nonzero(batch_sizes)[0]
-    n_batches = int(batch_sizes.sum())
-    span = (last_ready - t0) if last_ready is not None else float("nan")
-    integrity_ok = (lost == 0 and counts["duplicated"] == 0 and counts["out_of_order"] == 0
-                    and out + dropped == produced == n_frames)
-    warnings = []
-    if dropped:
-        warnings.append(f"{dropped} of {produced} frames dropped: {cfg.rate:g} frames/s is more than this "
-                        f"model sustains with batches of up to {cfg.max_batch}")
-    if not integrity_ok:
-        warnings.append(f"stream integrity violated: {lost} lost, {counts['duplicated']} duplicated, "
-                        f"{counts['out_of_order']} out of order, {out} out + {dropped} dropped of {produced} "
-                        f"produced ({n_frames} scheduled)")
-    return {
-        "mode": "stream",
-        "batch_size": int(cfg.max_batch),
-        "rate": float(cfg.rate),
-        "max_wait_ms": float(cfg.max_wait_ms),
-        "queue_size": cfg.capacity,
-        "frames_in": produced,
-        "frames_out": out,
-        "dropped": dropped,
-        "lost": lost,
-        "duplicated": counts["duplicated"],
-        "out_of_order": counts["out_of_order"],
-        "integrity_ok": bool(integrity_ok),
-        "sustained": dropped == 0,
-        "images_per_s": out / span if out and span > 0 else 0.0,
-        **{f"latency_ms_{k}": v for k, v in pct.items()},
-        "latency_ms_max": float(np.max(done_lat) * 1e3) if done_lat.size else float("nan"),
-        "batches": n_batches,
-        "mean_batch": float(out / n_batches) if n_batches else 0.0,
-        "batch_size_max_seen": int(sent[-1]) if sent.size else 0,
-        "defect_frames": counts["defect_frames"],
-        "duration_s": end - t0,
-        "scheduled_s": n_frames * period,
-        "rss_mb_start": rss_start,
-        "rss_mb_end": rss_end,
-        "rss_mb_peak": max(rss_peak[0], rss_end),
-        "rss_mb_growth": rss_end - rss_start,
-        "rss_mb_trace": rss_trace,
-        "warnings": warnings,
-    }
+    def _consumer(self) -> None:
+        """One mask per frame, in order, exactly once: checked by frame id, not trusted."""
+        tally, last = self.tally, -1
+        while True:
+            item = self.masks_q.get()
+            if item is None:
+                return
+            ids, ready, probs = item
+            for k, fid in enumerate(ids):
+                if self.state[fid] == _DONE:
+                    tally.duplicated += 1
+                    continue
+                if fid <= last:
+                    tally.out_of_order += 1
+                last = max(last, fid)
+                self.state[fid] = _DONE
+                self.latency[fid] = ready - self.arrival[fid]
+                tally.out += 1
+                # What the line does with a mask: decide good/defective.
+                if np.count_nonzero(probs[k] > self.cfg.threshold):
+                    tally.defect_frames += 1
+            if tally.out % self.trace_every < len(ids):
+                rss = rss_mb()
+                self.rss_peak = max(self.rss_peak, rss)
+                if len(self.rss_trace) < 64:
+                    self.rss_trace.append(round(rss, 2))
+                self.progress(tally.out, self.cfg.frames, f"{tally.out} masks, {tally.dropped} dropped")
+
+
+def run_stream(runner: Runner, images: np.ndarray, cfg: StreamConfig, warmup_s: float = 1.0,
+               progress: Progress = silent) -> dict[str, Any]:
+    """Stream ``cfg.frames`` frames (cycling through ``images``, (N, H, W) uint8) through ``runner``
+    (activated). Returns one result row (see the module docstring); never raises for drops."""
+    warm_up_stream(runner, np.ascontiguousarray(images), cfg.max_batch, warmup_s)
+    return Stream(runner, images, cfg, progress).run().as_row()
