@@ -48,7 +48,7 @@ class PipelinedBox(BoxRunner):
 
     def __init__(self, streams=2):
         super().__init__()
-        self.streams = streams
+        self.streams = self.in_flight = streams
         self.inflight = collections.deque()
         self.max_inflight = 0
         self.split = []

@@ -95,10 +95,8 @@ def make_batches(images: np.ndarray, batch_size: int, runner: Runner | None = No
 
 
 def _pipelined(runner: Runner) -> int:
-    """How many batches to keep in flight: the runner's stream count if it can pipeline, else 1."""
-    if hasattr(runner, "submit") and hasattr(runner, "collect"):
-        return max(1, int(getattr(runner, "streams", 1)))
-    return 1
+    """How many batches to keep in flight: the runner's own count (1 for a synchronous runner)."""
+    return max(1, int(runner.in_flight))
 
 
 def run_for(runner: Runner, batches: Sequence[np.ndarray], duration_s: float) -> tuple[list[float], int, float]:
@@ -164,14 +162,10 @@ def measure(runner: Runner, images: np.ndarray, batch_size: int, timing: Timing 
     the amortised cost of one image), calls, repeats; plus h2d/compute/d2h/enqueue medians for runners
     that report a device-side split.
     """
-    check = getattr(runner, "check_batch_size", None)
-    if check is not None:
-        check(batch_size)
+    runner.check_batch_size(batch_size)
     batches = make_batches(images, batch_size, runner)
     warm_up(runner, batches, timing.warmup_s)
-    drain = getattr(runner, "drain_split", None)
-    if drain is not None:
-        drain()  # forget the warm-up's events
+    runner.drain_split()  # forget the warm-up's events
     lat: list[float] = []
     rates: list[float] = []
     for r in range(timing.repeats):
@@ -197,17 +191,16 @@ def measure(runner: Runner, images: np.ndarray, batch_size: int, timing: Timing 
         "warmup_s": timing.warmup_s,
         "duration_s": timing.duration_s,
     }
-    if drain is not None:
-        split = drain()
-        for key, values in split.items():
+    for key, values in runner.drain_split().items():
+        if values:
             row[f"{key}_ms_p50"] = median(values)
     return row
 
 
 def describe_runner(model: str | Path, runner: Runner) -> dict[str, Any]:
     """The identifying columns of a row: model path, backend, precision (and the runner's settings, if it has any)."""
-    row = {"model": str(model), "backend": runner.backend.value, "precision": runner.precision.value}
-    if getattr(runner, "config", None):
+    row = {"model": str(model), "backend": runner.backend_name, "precision": runner.precision.value}
+    if runner.config:
         row["runner_config"] = runner.config
     return row
 
@@ -229,10 +222,8 @@ def sweep(models: Sequence[str | Path], batch_sizes: Sequence[int], timing: Timi
     for m, model in enumerate(models):
         runner = loader(model, backend, **(runner_options or {}))
         with runner:
-            check = getattr(runner, "check_batch_size", None)
             for b in sizes:
-                if check is not None:
-                    check(b)
+                runner.check_batch_size(b)
             pool = images if images is not None else bench_images(
                 DEFAULT_POOL, (runner.image_shape or (256, 256))[0], seed)
             for k, b in enumerate(sizes):

@@ -18,14 +18,15 @@ from typing import ClassVar
 
 import numpy as np
 
-from edgeseg.errors import BadInput, EdgesegError
+from edgeseg.errors import BadInput
 from edgeseg.types import Backend, Precision
 
 
 class Runner(abc.ABC):
-    """Base class: subclasses set ``backend`` and implement ``_activate``, ``_infer``, ``_deactivate``."""
+    """Base class: subclasses set ``backend`` and implement ``_activate``, ``_infer``, ``_deactivate``; a
+    new backend is one such subclass plus one entry in :mod:`edgeseg.runners.registry`."""
 
-    backend: ClassVar[Backend]
+    backend: ClassVar[Backend | str]
 
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path) if path is not None else None
@@ -100,56 +101,38 @@ class Runner(abc.ABC):
         pass
 
     def describe(self) -> str:
-        name = self.path.name if self.path else self.backend.value
-        return f"{name} [{self.backend.value} {self.precision.value}]"
+        name = self.path.name if self.path else self.backend_name
+        return f"{name} [{self.backend_name} {self.precision.value}]"
+
+    @property
+    def backend_name(self) -> str:
+        """The registry name of this runner's backend (a :class:`Backend` value for the built-in ones)."""
+        return str(getattr(self.backend, "value", self.backend))
+
+    # -- what the harness may ask of any runner (defaults: a plain synchronous runner) ---------------------
+    #: Batches the runner can keep in flight with :meth:`submit`/:meth:`collect` (1: call :meth:`infer`).
+    in_flight: int = 1
+    #: How the runner was set up (threads, workers, …), recorded beside its timings; None when nothing to say.
+    config: dict | None = None
+
+    def check_batch_size(self, batch: int) -> None:
+        """Refuse, in one line, a batch size the runner cannot take (an engine's profile); any by default."""
+
+    def drain_split(self) -> dict[str, list[float]]:
+        """Device-side timings (H2D/compute/D2H, ms) since the last call; none for a host-only runner."""
+        return {}
 
 
-_SUFFIXES = {".keras": Backend.keras, ".onnx": Backend.onnxruntime, ".engine": Backend.tensorrt,
-             ".plan": Backend.tensorrt}
+def backend_of(model: str | Path, backend: Backend | str | None = None) -> Backend | str:
+    """The name of the backend that runs ``model`` (see :func:`edgeseg.runners.registry.backend_of`)."""
+    from edgeseg.runners.registry import backend_of as info_of
 
-
-def backend_of(model: str | Path, backend: Backend | str | None = None) -> Backend:
-    """The backend that runs ``model``: ``classical``, ``backend`` when given (checked against the file's
-    suffix), else the one the suffix names. Raises :class:`EdgesegError` when neither tells."""
-    backend = Backend(backend) if backend else None
-    if str(model) == "classical" or backend is Backend.classical:
-        return Backend.classical
-    path = Path(model)
-    expected = _SUFFIXES.get(path.suffix.lower())
-    if backend is None:
-        if expected is None:
-            raise EdgesegError(
-                f"cannot tell the backend of {path} from its suffix: expected .keras, .onnx or .engine "
-                "(or pass --backend)"
-            )
-        return expected
-    if expected is not None and expected is not backend:
-        raise EdgesegError(f"{path} is a {expected.value} artifact, not one for the {backend.value} backend")
-    return backend
+    name = info_of(model, backend).name
+    return Backend(name) if name in Backend._value2member_map_ else name
 
 
 def load_runner(model: str | Path, backend: Backend | str | None = None, **options) -> Runner:
-    """The runner for ``model``: a file path (backend from its suffix unless given, :func:`backend_of`) or
-    ``classical``.
+    """The runner for ``model`` (see :func:`edgeseg.runners.registry.load_runner`)."""
+    from edgeseg.runners.registry import load_runner as load
 
-    Raises :class:`EdgesegError` for a missing file or a backend that cannot read it.
-    """
-    if str(model) == "classical" or (backend and Backend(backend) is Backend.classical):
-        from edgeseg.runners.classical import ClassicalRunner
-
-        return ClassicalRunner(**options)
-    path = Path(model)
-    if not path.exists():
-        raise EdgesegError(f"model file not found: {path}")
-    backend = backend_of(path, backend)
-    if backend is Backend.keras:
-        from edgeseg.runners.keras import KerasRunner
-
-        return KerasRunner(path, **options)
-    if backend is Backend.onnxruntime:
-        from edgeseg.runners.onnxrt import OnnxRuntimeRunner
-
-        return OnnxRuntimeRunner(path, **options)
-    from edgeseg.runners.trt import TrtRunner
-
-    return TrtRunner(path, **options)
+    return load(model, backend, **options)

@@ -44,6 +44,7 @@ class TrtRunner(Runner):
             raise EdgesegError(f"streams must be >= 1, got {streams}")
         super().__init__(path)
         self.streams = int(streams)
+        self.in_flight = self.streams  # one batch per stream (submit/collect)
         self.device = int(device)
         #: (min, max) batch of the engine's optimization profile; known after activate().
         self.batch_range: tuple[int, int] | None = None
