@@ -9,7 +9,7 @@ RUN    ?= runs/demo
 CUDA_ROOT ?= /usr/local/cuda
 DATA   ?= $(RUN)/data
 
-.PHONY: setup demo test test-gpu gpu-check onnx calib engines bench bench-overhead bench-nets bench-stream jetson-setup clean help
+.PHONY: setup demo test test-gpu gpu-check onnx calib engines bench bench-overhead bench-nets bench-stream jetson-setup clean help docs
 
 help:
 	@echo "make demo      generate → train → evaluate → export → FP16/INT8 → compare, on the CPU ($(RUN)/)"
@@ -56,7 +56,7 @@ demo: setup
 	$(BIN)/edgeseg operating-point --model $(RUN)/model.onnx --data $(RUN)/seed-line/defects --good $(RUN)/seed-line/good --prefer recall --min-dice 0.93 --out $(RUN)/seed-line/model.onnx
 	$(BIN)/edgeseg eval --model $(RUN)/seed-line/model.onnx --model classical --data $(DATA)/seed --data $(DATA)/good --json $(RUN)/seed-line/metrics.json
 
-# Benchmarks (docs/results/bench.md). BENCH_S seconds per point keeps a 2-core machine's sweep to minutes.
+# Benchmarks (docs/benchmarks.md). BENCH_S seconds per point keeps a 2-core machine's sweep to minutes.
 BENCH_S       ?= 3
 BENCH_BATCHES ?= 1,2,4,8,16,32
 BENCH_MODELS  ?= $(wildcard $(RUN)/model.keras $(RUN)/model.onnx $(RUN)/model.fp16.onnx $(RUN)/model.int8.onnx $(RUN)/model.int8.cpu.onnx)
@@ -76,7 +76,7 @@ bench-nets: setup
 bench-stream: setup
 	$(BIN)/edgeseg bench --model $(RUN)/model.onnx --rate $(BENCH_RATE) --frames 10000 --batch-sizes 8 --max-wait-ms 20 --json $(RUN)/bench-stream.json
 
-# Deployment (docs/results/deploy.md). `onnx`: FP32 + FP16 + INT8 ONNX of the demo model (CPU is enough);
+# Deployment (docs/guide.md). `onnx`: FP32 + FP16 + INT8 ONNX of the demo model (CPU is enough);
 # `calib`: the INT8 calibration study (every method × image mix, compared on the demo's held-out sets);
 # `engines`: FP16 and INT8 TensorRT engines from those ONNX files (GPU host or Jetson, after `make setup`
 # or `make jetson-setup`; engines are built where they run and never committed).
@@ -130,3 +130,7 @@ gpu-check:
 
 clean:
 	rm -rf runs/ .pytest_cache
+
+# The result tables of README.md and docs/*.md, rendered from $(RUN)'s JSON (tables whose JSON is missing stay as they are).
+docs:
+	$(BIN)/python -m edgeseg.docs_tables --run $(RUN) README.md docs/*.md

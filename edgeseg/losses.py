@@ -170,8 +170,8 @@ class HardNegatives(Loss):
     averages them with 65,000 easy ones and Dice with the defect pixels, so a net trained on those alone
     ends with rare but confident false blobs, which no threshold removes without losing faint defects. This
     term charges exactly those pixels (hard-negative mining). The margin keeps defect rims, which the labels
-    place only to ±1 px, out of it. As ``bce+dice+0.5*hardneg`` it gained ~1 point of recall at an equal
-    false-alarm rate, and cut false blobs and overkill (docs/STUDY.md, fourth session).
+    place only to ±1 px, out of it. Added to ``bce+dice`` at weight 0.5 it gains ~1 point of recall at an
+    equal false-alarm rate, and cuts false blobs and overkill (docs/study.md, "Which loss, and when?").
     """
 
     def __init__(self, k: float = 64, margin: float = 4):
@@ -196,10 +196,10 @@ class HardPositives(Loss):
     A faint or thin defect the net half-sees leaves a few low-probability pixels inside it, which BCE
     averages away and Dice weighs against the whole defect; this term charges them. An image with fewer
     interior pixels than ``k`` (or none) fills the rest with zero cost. The erosion keeps label rims out.
-    Beside ``hardneg`` it is the largest recall gain measured so far, but it widens the probability around
-    defects, so hysteresis to 0.2 bloats masks and the F1-best threshold lets through false blobs: it works
-    with the operating point fitted under a false-alarm budget (:mod:`edgeseg.operating`). In the default
-    loss since the sixth session (docs/STUDY.md).
+    Beside ``hardneg`` it is the largest recall gain measured, but it widens the probability around defects,
+    so hysteresis to 0.2 bloats masks and the F1-best threshold lets through false blobs: it belongs in the
+    default loss only together with the operating point fitted under a false-alarm budget
+    (:mod:`edgeseg.operating`; docs/study.md, "Which loss, and when?").
     """
 
     def __init__(self, k: float = 32, erode: float = 1):

@@ -1,4 +1,4 @@
-"""INT8 on the CPU: which Q/DQ placement is faster than FP32 in ONNX Runtime (docs/results/deploy.md).
+"""INT8 on the CPU: which Q/DQ placement is faster than FP32 in ONNX Runtime (docs/benchmarks.md).
 
     .venv/bin/python tools/int8_speed.py runs/demo/model.onnx --out runs/demo/int8-variants --threads 1,2
 

@@ -117,13 +117,13 @@ PRESETS: dict[str, SynthConfig] = {
     "seed": SynthConfig(),
     # The seed's text for the test set: 1–2 defects of contrast 3–4.
     "test": SynthConfig(contrast=(3, 4), defects=(1, 2)),
-    # The recommended training recipe (see docs/STUDY.md): it teaches the mean shift, not the seed's
+    # The recommended training recipe (see docs/study.md): it teaches the mean shift, not the seed's
     # hard noise bounds — noise model, noise level, background level and illumination vary per image,
     # defects are rectangles and ellipses, and a fifth of the images are defect-free.
-    # Tuned in docs/STUDY.md: contrast near the target's 3 (wider ranges teach easy defects and miss faint
-    # ones), mild illumination (none: the net fails on lit images; 16 levels: it misses faint defects),
-    # log-uniform sides (more small and thin defects, the ones it missed: +0.4–1.0 point of recall at an
-    # equal false-alarm rate on every set, fifth session).
+    # Why (docs/study.md, "Which training data?"): contrast near the target's 3 (wider ranges teach easy
+    # defects and miss faint ones), mild illumination (none: the net fails on lit images; 16 levels: it
+    # misses faint defects), log-uniform sides (more small and thin defects, the ones it would miss:
+    # +0.4–1.0 point of recall at an equal false-alarm rate on every set).
     "train": SynthConfig(
         contrast=(2.5, 3.5), contrast_continuous=True, defects=(0, 3), size_dist="log", good_fraction=0.2,
         shape=Shape.mixed, noise=Noise.mixed, noise_scale=(0.9, 1.1), level_shift=(-40.0, 40.0),

@@ -22,7 +22,7 @@ from edgeseg.artifacts import atomic_dir, read_json, sha256_file, write_json
 from edgeseg.errors import EdgesegError
 
 MAX_CALIB_COUNT = 512
-DEFAULT_CALIB_COUNT = 512  # closest to FP32 of 64..512 on the demo model (docs/results/deploy.md)
+DEFAULT_CALIB_COUNT = 512  # closest to FP32 of 64..512 on the demo model (docs/study.md)
 DEFAULT_CALIB_ROOT = Path("calib")
 
 

@@ -182,11 +182,11 @@ def shallow_convs(model, min_depth: int) -> list[str]:
     """Conv nodes whose reduction depth (input channels × kernel height × width) is below ``min_depth``.
 
     Why they stay FP32: an int8 kernel only pays for quantizing its input and requantizing its output when
-    each output sums enough products. Measured on the inline network (docs/results/deploy.md), ONNX
+    each output sums enough products. Measured on the inline network (docs/benchmarks.md), ONNX
     Runtime's QLinearConv is *slower* than the FP32 NCHWc kernel for the 4×4 single-channel fold conv
     (depth 16) and for 8-channel context convs (depth 72), and ~4× faster for the head (depth 216); with
     the default 16 context channels (depth 144) every context conv is quantized, and the CPU-target INT8 runs
-    1.3–1.5× FP32 (docs/BENCHMARKS.md, section 4).
+    faster than FP32 (docs/benchmarks.md).
     The first conv of an edgeseg network also reads raw pixels: symmetric int8 over 0..255 has a step of
     2 gray levels, the size of the defects' contrast, and it caused most of the INT8 error.
     """

@@ -9,21 +9,21 @@ pixels, so the work belongs at low resolution:
   (so a 5σ patch means the same on every camera); with ``extremes=1`` two of the ``stem`` channels are each
   cell's max and min: their midpoint locates a mean shift more precisely than the mean when the noise has
   hard bounds (uniform noise, clipped sensors), and the network learns when to trust it
-  (:class:`~edgeseg.models.layers.FoldConv`, docs/STUDY.md);
+  (:class:`~edgeseg.models.layers.FoldConv`, docs/study.md);
 * a context stack of 3×3 convolutions (BatchNorm + ReLU) with dilations 1, 2, 4, 8, 16 at 1/4 resolution
   gives a receptive field of ~250 px: defects are up to 63 px and need background around them, and thin
   defects (8 px wide, up to 63 long) need aggregation *along* them at a resolution where they are still
-  2 cells wide — at 1/8 resolution (``pool=2``) they fall between cells and most were missed (docs/STUDY.md);
+  2 cells wide — at 1/8 resolution (``pool=2``) they fall between cells and most are missed (docs/study.md);
   it is 16 channels wide: ONNX Runtime's convolutions on AVX-512 work in blocks of 16 channels, so 8 are padded
   to 16 and save little time (16 cost 3–5 % at batch 1 and 9–17 % at batch 32 in FP32, and are deep enough for
-  INT8, whose CPU version runs 1.3–1.5× FP32), while 16 add ~0.5 point of Dice and up to ~1 of recall
-  (docs/STUDY.md, ninth session);
+  INT8, whose CPU version runs faster than FP32), while 16 add ~0.5 point of Dice and up to ~1 of recall
+  (docs/study.md, "Which network for inline inspection?");
 * a head over [detail, context] predicts the 4×4 pixels of each cell, unfolded to full resolution by
   depth-to-space (sub-pixel boundaries): a 1×1 layer of ``head_hidden`` ReLU units, then a 3×3 convolution.
   The hidden layer lets each cell combine "a defect is around here" (context) with "its edge runs through
   these pixels" (detail) non-linearly; a linear head could only add them. It raised pixel Dice by 1–2
-  points at the same recall and is cheaper than the linear head it replaced, which read all 24 channels
-  with a 3×3 kernel (docs/STUDY.md, third session).
+  points at the same recall and is cheaper than a linear head, which would read all 24 channels with a 3×3
+  kernel (docs/study.md, "Which network for inline inspection?").
 
 ~0.12 GFLOP per 256² image, ~60× below the UNet, and only the fold's few ops and the final depth-to-space
 touch full resolution: at these FLOP counts memory traffic and per-op overhead, not arithmetic, set the speed.

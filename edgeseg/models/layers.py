@@ -78,7 +78,7 @@ def local_background(x, block: int, cell: int = 8, window: int = 9):
     low by about one cell std, a constant the next layer's bias absorbs. The map is edge-padded first: with
     windows cut at the border, the opening and the box mean pull the estimate under a ramp that rises towards
     the edge, and every such bias is a false defect there (on lit images most false blobs sat on the border;
-    padding halves the border error's 1 % tail, docs/STUDY.md). Lowers to AveragePool, MaxPool, Neg, Tile,
+    padding halves the border error's 1 % tail, docs/study.md). Lowers to AveragePool, MaxPool, Neg, Tile,
     Concat and Resize in ONNX, all on 1/8-resolution maps.
     """
     import tensorflow as tf

@@ -10,7 +10,7 @@ small chunk through the whole network, with that chunk's activations in its own 
 core taking a slice of each layer of the whole batch (whose activations, ~8 MB per layer at batch 32 for
 ``inline``, no longer fit a core's cache) and waiting for the others at every layer. A batch of fewer images
 than workers, a single image in particular, still runs on the multi-threaded session, so latency is unchanged.
-Measured side by side on 2 cores (docs/BENCHMARKS.md, section 4): level with one call per batch when the
+Measured side by side on 2 cores (docs/benchmarks.md): level with one call per batch when the
 machine is quiet, 1.4–1.9× its images/s at batch 8–32 when the cores are contended, never measurably slower.
 """
 
@@ -28,7 +28,7 @@ from edgeseg.runners.base import Runner
 from edgeseg.types import Backend
 
 
-#: Most images per worker call in throughput mode (docs/BENCHMARKS.md, section 4: 2 to 8 measured alike).
+#: Most images per worker call in throughput mode (docs/benchmarks.md: 2 to 8 measured alike).
 CHUNK = 4
 
 

@@ -2,7 +2,7 @@
 
     python tools/study/blob_rules.py ROOT OUTDIR NAME=MODEL [NAME=MODEL ...]
 
-ROOT holds the large sets of docs/STUDY.md ("Fifth session"): `seed` + `good`, `gauss` + `goodg`, `vary`.
+ROOT holds the large sets of docs/study.md: `seed` + `good`, `gauss` + `goodg`, `vary`.
 For each segmentation level s (0.4 … 0.7) the blobs are the 8-connected components of probability ≥ s, and
 a blob is kept when a statistic of it reaches a level τ, swept over the statistic's range:
 

@@ -1,4 +1,4 @@
-"""Average the probabilities of several exported networks in one ONNX file (a study tool, docs/STUDY.md).
+"""Average the probabilities of several exported networks in one ONNX file (a study tool, docs/study.md).
 
     python tools/study/ensemble_onnx.py OUT.onnx A.onnx B.onnx [...]
 

@@ -3,7 +3,7 @@
     python tools/study/equal_fa.py ROOT OUTDIR NAME=MODEL [NAME=MODEL ...]
 
 ROOT holds `seed` + `good` (uniform noise), `gauss` + `goodg` (Gaussian noise, mixed shapes) and `vary`
-(drifting level, lighting, noise; no good twin), made as in docs/STUDY.md ("Fifth session"). For each model,
+(drifting level, lighting, noise; no good twin), made as in docs/study.md. For each model,
 a curve of settings: networks sweep the threshold with their own mask rule; `classical` sweeps its seed level
 `t_high` at 0.5. The false-alarm rate of a setting is false blobs per image over the defect set and its good
 twin together. Per model the curve (with each defect's found flag) is cached in OUTDIR/NAME.json; the table

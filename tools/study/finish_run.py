@@ -4,7 +4,7 @@
 
 The same final step as `edgeseg train` (`edgeseg.train.finish`): the best weights go into a fresh, uncompiled
 model, the F1-best threshold is found on the run's validation set, and the manifest records the run's config.
-Used for the GPU UNet of docs/STUDY.md, whose time limit ended training at epoch 64 of 80
+Used for the GPU UNet of docs/study.md, whose time limit ended training at epoch 64 of 80
 (tools/study/gpu_unet.sh).
 """
 import sys

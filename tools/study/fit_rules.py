@@ -5,7 +5,7 @@ the large held-out sets.
 
 Sweeps the default fitting set (`edgeseg.operating.fitting_set`: 2,000 images with defects + 2,000 without,
 half uniform and half Gaussian noise) over THRESHOLDS × every rule of `EXTENDED`, and chooses under two
-candidate sets — `before` (no growing or growing to 0.2, ≥ 32 px: the seventh session's) and `now`
+candidate sets — `before` (no growing or growing to 0.2, ≥ 32 px: the earlier candidates) and `now`
 (`edgeseg.operating.CANDIDATE_RULES`) — in two ways:
 
 * `mixed`: as `edgeseg train` does, the budget held on each noise kind;

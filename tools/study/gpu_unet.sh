@@ -1,7 +1,7 @@
 #!/bin/bash
 # Train the reference UNet on a lent GPU host that has JAX but no TensorFlow (Keras 3 on its JAX backend),
 # with the inline network's recipe (same data, loss and validation set), for the "inline vs UNet" row of
-# docs/STUDY.md. The UNet is too slow to converge on a 2-core CPU; the .keras file it writes is
+# docs/study.md. The UNet is too slow to converge on a 2-core CPU; the .keras file it writes is
 # backend-independent, so it is scored here afterwards with `edgeseg eval` like any other model.
 #
 # Needs the Keras wheels in .whl (keras, namex, optree for the host's Python 3.12; see the device README).
@@ -10,7 +10,7 @@
 # 15 MB parts (bw.part.*; with the optimizer's moments it is 24 MB, over the device tool's 16 MB per file).
 # If the time runs out first, state.json and the parts still hold the best epoch so far: `cat bw.part.* >
 # RUN/checkpoint/best.weights.h5`, copy state.json beside it and run tools/study/finish_run.py RUN, as
-# docs/STUDY.md's third-session section did (that run asked for 80 epochs; 64 fit in the 420 s). The loss is
+# docs/study.md's UNet row did (that run asked for 80 epochs; 64 fit in the 420 s). The loss is
 # pinned to that run's bce+dice: the default has since become bce+dice+0.5*hardneg.
 set -uo pipefail
 OUT=${1:?usage: gpu_unet.sh OUTDIR [TRAIN_SECONDS]}; LIMIT=${2:-420}

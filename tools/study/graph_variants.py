@@ -13,7 +13,7 @@ image). This edits the ONNX graph, no retraining and no change in output:
 It checks that every variant's output equals the original's, then times them interleaved (rounds alternate
 between the variants, so a busy host slows all alike): 2 threads at batch 1 and 32, 1 thread at batch 4 (what
 each of `OnnxRuntimeRunner`'s two workers runs), medians over the rounds. The node names it looks for are
-tf2onnx 1.17's for `edgeseg.models.inline` (docs/BENCHMARKS.md, section 4, has the result).
+tf2onnx 1.17's for `edgeseg.models.inline` (docs/benchmarks.md has the result).
 """
 import sys
 

@@ -2,7 +2,7 @@
 
     python tools/study/score.py runs/x/model.keras [DATA_ROOT]     # DATA_ROOT holds seed/ gauss/ vary/ good/
 
-Make the sets once (the commands of docs/STUDY.md's first table), e.g. with `make demo` they are in
+Make the sets once (the commands in docs/study.md), e.g. with `make demo` they are in
 runs/demo/data (the default DATA_ROOT). Prints Dice / defect recall / FP blobs per image and writes
 MODEL.score.json beside the model.
 """

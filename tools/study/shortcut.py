@@ -1,6 +1,6 @@
 """The bounded-noise shortcut issue #2 warns about, measured: what a detector gets by using the seed's noise bounds.
 
-    python tools/study/shortcut.py ROOT     # ROOT/{seed,good,gauss,goodg}, as in docs/BENCHMARKS.md (large sets)
+    python tools/study/shortcut.py ROOT     # ROOT/{seed,good,gauss,goodg}, as in docs/study.md (large sets)
 
 The seed's noise is uniform in 100..124 and a defect's pixels in 103..127, so a pixel above 124 is a defect pixel,
 and an 8×8 window of noise has no pixel below 103 with probability (22/25)^64 ≈ 3e-4. The detector keeps the

@@ -1,4 +1,4 @@
-"""Train one variant for the study (docs/STUDY.md) and score it on the held-out sets.
+"""Train one variant for the study (docs/study.md) and score it on the held-out sets.
 
     python tools/study/train_variant.py RUNDIR '{"gate_extremes": true}' '{"epochs": 30, "patience": 8}'
     python tools/study/train_variant.py RUNDIR '{}' '{"preset_over": {"size_dist": "log"}}'

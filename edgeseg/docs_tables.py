@@ -1,0 +1,381 @@
+"""Render the docs' result tables from the JSON that ``edgeseg eval/compare/detectability/bench`` wrote.
+
+A document marks what it wants rendered; everything outside the markers is left byte for byte::
+
+    <!-- table:compare -->
+    (replaced by the table, and a line naming the JSON and the command recorded in it)
+    <!-- /table:compare -->
+
+    INT8 costs <!-- value:int8 -->(replaced by a short phrase)<!-- /value:int8 --> of Dice.
+
+``table:NAME`` blocks become a markdown table; ``value:NAME`` blocks a phrase inside a sentence or a table
+cell. A block whose JSON is missing is left as it is and reported, never blanked, so a document keeps its
+last rendered numbers until the run that produces them is repeated. Rendering is a pure function of the
+JSON: running it twice changes nothing the second time.
+
+    python -m edgeseg.docs_tables --run runs/demo README.md docs/*.md        # = make docs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeseg.errors import EdgesegError
+
+# -- formatting ---------------------------------------------------------------------------------------------
+MINUS = "−"
+
+
+def _num(v: float | None, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if v == 0:
+        return "0"
+    return f"{v:.{digits}f}".replace("-", MINUS)
+
+
+def _signed(v: float | None, digits: int = 4) -> str:
+    """+0.0026, −0.0004, and ±0.0000 for anything that rounds to zero."""
+    if v is None:
+        return "–"
+    if round(v, digits) == 0:
+        return "±" + f"{0:.{digits}f}"
+    return f"{v:+.{digits}f}".replace("-", MINUS)
+
+
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{100 * v:.1f} %"
+
+
+def _int(v: float) -> str:
+    return f"{v:,.0f}"
+
+
+def _table(head: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _command(doc: dict[str, Any]) -> str:
+    """The command recorded in a JSON, with the executable's folder dropped (``.venv/bin/edgeseg`` → ``edgeseg``)."""
+    cmd = doc.get("command")
+    if not cmd:
+        return ""
+    words = [str(w) for w in cmd] if isinstance(cmd, list) else str(cmd).split()
+    words[0] = Path(words[0]).name
+    if words[0].startswith("python") and len(words) > 2 and words[1] == "-m":
+        words = words[2:]
+    return " ".join(words)
+
+
+def _name(path: str, run: str) -> str:
+    """A model or set path as the docs show it: relative to the run folder (``seed-line/model.onnx``)."""
+    p = Path(path)
+    try:
+        return p.relative_to(run).as_posix()
+    except ValueError:
+        return p.name if p.parent.name else str(p)
+
+
+def _rule(threshold: float, rule: dict[str, Any] | None) -> str:
+    rule = rule or {}
+    parts = [f"{threshold:g}"]
+    if rule.get("grow") is not None:
+        parts.append(f"grown over {rule['grow']:g}")
+    if rule.get("min_area"):
+        parts.append(f"≥ {rule['min_area']} px")
+    return ", ".join(parts)
+
+
+# -- readers of the JSON ---------------------------------------------------------------------------------------
+def _own(result: dict[str, Any]) -> dict[str, Any]:
+    """An ``edgeseg eval`` result at the model's own operating point (``best``: the manifest's threshold)."""
+    t = result["thresholds"]
+    return t.get("best") or t[next(iter(t))]
+
+
+def _is_network(result: dict[str, Any]) -> bool:
+    return result["model"] != "classical"
+
+
+def _recall(m: dict[str, Any]) -> str:
+    return f"{_num(m['defect_recall'])} ({m['defects_found']} of {m['n_defects']})"
+
+
+def _dice_recall_fp(m: dict[str, Any]) -> str:
+    return f"{_num(m['dice'])} / {_num(m['defect_recall'])} / {_num(m['fp_blobs_per_image'])}"
+
+
+def _eval_result(doc: dict[str, Any], set_name: str, network: bool) -> dict[str, Any] | None:
+    for r in doc["results"]:
+        if Path(r["data"]).name == set_name and _is_network(r) == network:
+            return r
+    return None
+
+
+def _compare_row(doc: dict[str, Any], suffix: str, set_name: str) -> dict[str, Any]:
+    for r in doc["rows"]:
+        if r["model"].endswith(suffix) and Path(r["data"]).name == set_name:
+            return r
+    raise EdgesegError(f"no {suffix} row on the {set_name} set in the compare JSON")
+
+
+# -- tables ----------------------------------------------------------------------------------------------------
+def eval_table(doc: dict[str, Any], run: str) -> str:
+    """``edgeseg eval`` JSON: every model on every set at its own operating point."""
+    rows = []
+    for r in doc["results"]:
+        m = _own(r)
+        defects = m["n_defects"] > 0
+        rows.append([
+            f"`{_name(r['model'], run)}`", f"`{Path(r['data']).name}`", _rule(m["threshold"], r.get("mask_rule")),
+            _num(m["dice"]) if defects else "–", _recall(m) if defects else "–",
+            _num(m["fp_blobs_per_image"]), _pct(m.get("escape_rate")) if defects else "–",
+            _pct(m.get("overkill_rate")) if m.get("n_good_images") else "–",
+        ])
+    return _table(["model", "set", "operating point", "pixel Dice", "defect recall", "false blobs / image",
+                   "escape", "overkill"], rows)
+
+
+def sizes_table(doc: dict[str, Any], run: str) -> str:
+    """``edgeseg eval`` JSON: defects found by size (√area, px) at each model's own point."""
+    bins = ["0-8", "8-16", "16-32", "32-64", "64+"]
+    used = [b for b in bins if any(b in _own(r)["recall_by_size"] for r in doc["results"])]
+    rows = []
+    for r in doc["results"]:
+        by = _own(r)["recall_by_size"]
+        if by:
+            rows.append([f"`{_name(r['model'], run)}`", f"`{Path(r['data']).name}`"]
+                        + [f"{by[b]['found']}/{by[b]['n']}" if b in by else "–" for b in used])
+    return _table(["model", "set"] + [b.replace("-", "–") + " px" for b in used], rows)
+
+
+def compare_table(doc: dict[str, Any], run: str) -> str:
+    """``edgeseg compare`` JSON: each precision against the reference (the first model)."""
+    rows = []
+    for r in doc["rows"]:
+        ref = r.get("reference")
+        rows.append([
+            f"`{_name(r['model'], run)}`", r["precision"].upper(), f"`{Path(r['data']).name}`",
+            _num(r["dice"], 4), "–" if ref else _signed(r["delta_dice"]),
+            _num(r["defect_recall"], 4), "–" if ref else _signed(r["delta_recall"]),
+            _num(r["fp_blobs_per_image"]), "–" if ref else _num(r["mask_iou_vs_ref"], 4),
+            "–" if ref else f"{r['max_abs_dprob']:.1e}",
+        ])
+    return _table(["model", "precision", "set", "pixel Dice", "ΔDice", "defect recall", "Δrecall",
+                   "false blobs / image", "mask IoU vs reference", "max \\|Δprob\\|"], rows)
+
+
+def detectability_table(doc: dict[str, Any], run: str) -> str:
+    """``edgeseg detectability`` JSON: for each recall target, the footprint z it needs and how often noise
+    alone reaches that z in a defect-free image."""
+    rows = [[f"{t['recall']:g}", _num(t["z"], 2), _pct(t["good_image_share"])] for t in doc["targets"]]
+    rows += [[f"{_num(b['defect_share'])} (a one-level scan)", _num(b["z"], 2), _pct(b["good_image_share"])]
+             for b in doc["budgets"] if b.get("z") is not None and b["good_image_share"] == 0.01]
+    return _table(["defect recall", "footprint z the least visible of those defects reach",
+                   "defect-free images where noise alone reaches that z"], rows)
+
+
+def bench_table(doc: dict[str, Any], run: str) -> str:
+    """``edgeseg bench`` JSON: images/s (median of repeats) per batch size, p99 latency per call at the
+    smallest and largest batch, and the accuracy read beside speed when the bench had ``--accuracy``."""
+    series: dict[tuple[str, str, str], dict[int, dict[str, Any]]] = {}
+    for r in doc["rows"]:
+        if r.get("mode") in ("single", "batched"):
+            series.setdefault((r["model"], r["backend"], r["precision"]), {})[r["batch_size"]] = r
+    sizes = sorted({b for s in series.values() for b in s})
+    accuracy = any("accuracy_dice" in r for s in series.values() for r in s.values())
+    rows = []
+    for (model, backend, precision), by in series.items():
+        cells = [f"`{_name(model, run)}`", f"{backend} {precision.upper()}"]
+        for b in sizes:
+            r = by.get(b)
+            cell = _int(r["images_per_s"]) if r else "–"
+            if r and b in (sizes[0], sizes[-1]):
+                cell += f" ({_num(r['latency_ms_p99'], 1)})"
+            cells.append(cell)
+        if accuracy:
+            first = next(iter(by.values()))
+            cells.append(" / ".join(_num(first.get(f"accuracy_{k}")) for k in ("dice", "recall", "fp_blobs_per_image")))
+        rows.append(cells)
+    head = ["model", "backend"] + [f"b={b}" + (" (p99 ms)" if b in (sizes[0], sizes[-1]) else "") for b in sizes]
+    return _table(head + (["Dice / recall / false blobs"] if accuracy else []), rows)
+
+
+# -- values (a phrase in a sentence or a table cell) --------------------------------------------------------------
+def _eval_value(set_name: str) -> Callable[[dict[str, Any], str], str]:
+    def render(doc: dict[str, Any], run: str) -> str:
+        net, cls = _eval_result(doc, set_name, True), _eval_result(doc, set_name, False)
+        if net is None:
+            raise EdgesegError(f"no network result on the {set_name} set in the eval JSON")
+        text = _dice_recall_fp(_own(net))
+        return text + (f" (classical {_dice_recall_fp(_own(cls))})" if cls else "")
+    return render
+
+
+def _line_value(doc: dict[str, Any], run: str) -> str:
+    r = next((r for r in doc["results"] if _is_network(r) and _own(r)["n_defects"]), None)
+    if r is None:
+        raise EdgesegError("no network result on a set with defects in the eval JSON")
+    m = _own(r)
+    return (f"Dice {_num(m['dice'])}, recall {_recall(m)}, {_num(m['fp_blobs_per_image'])} false blobs / image "
+            f"at {_rule(m['threshold'], r.get('mask_rule'))}")
+
+
+def _precision_value(suffix: str) -> Callable[[dict[str, Any], str], str]:
+    def render(doc: dict[str, Any], run: str) -> str:
+        rows = [_compare_row(doc, suffix, s) for s in ("seed", "gauss")]
+        return (f"ΔDice {' / '.join(_signed(r['delta_dice']) for r in rows)}, "
+                f"Δrecall {' / '.join(_signed(r['delta_recall']) for r in rows)}")
+    return render
+
+
+def _detectability_value(doc: dict[str, Any], run: str) -> str:
+    t = next((t for t in doc["targets"] if t["recall"] == 0.99), None)
+    if t is None:
+        raise EdgesegError("the detectability JSON has no recall-0.99 target")
+    return (f"the 1 % least visible defects have footprint z ≤ {_num(t['z'], 2)}, which noise alone reaches in "
+            f"{_pct(t['good_image_share'])} of defect-free images")
+
+
+def _bench_value(doc: dict[str, Any], run: str) -> str:
+    best: dict[str, dict[str, Any]] = {}
+    for r in doc["rows"]:
+        if r.get("mode") in ("single", "batched") and r["backend"] == "onnxruntime":
+            key = "single" if r["batch_size"] == 1 else "batched"
+            if key not in best or r["images_per_s"] > best[key]["images_per_s"]:
+                best[key] = r
+    s, b = best["single"], best["batched"]
+    return (f"batch 1 {_int(s['images_per_s'])} images/s (`{_name(s['model'], run)}`, p99 "
+            f"{_num(s['latency_ms_p99'], 1)} ms); batched {_int(b['images_per_s'])} at batch {b['batch_size']} "
+            f"(`{_name(b['model'], run)}`)")
+
+
+@dataclass(frozen=True)
+class Block:
+    """What a marker name renders: its JSON (relative to the run folder) and the function that renders it."""
+    source: str
+    render: Callable[[dict[str, Any], str], str]
+
+
+TABLES: dict[str, Block] = {
+    "eval": Block("metrics.json", eval_table),
+    "sizes": Block("metrics.json", sizes_table),
+    "seed-line": Block("seed-line/metrics.json", eval_table),
+    "gauss-line": Block("gauss-line/metrics.json", eval_table),
+    "compare": Block("compare.json", compare_table),
+    "detectability": Block("detectability.json", detectability_table),
+    "bench": Block("bench.json", bench_table),
+}
+VALUES: dict[str, Block] = {
+    **{f"eval.{s}": Block("metrics.json", _eval_value(s)) for s in ("seed", "gauss", "vary")},
+    "seed-line": Block("seed-line/metrics.json", _line_value),
+    "gauss-line": Block("gauss-line/metrics.json", _line_value),
+    "fp16": Block("compare.json", _precision_value(".fp16.onnx")),
+    "int8": Block("compare.json", _precision_value(".int8.onnx")),
+    "int8.cpu": Block("compare.json", _precision_value(".int8.cpu.onnx")),
+    "detectability": Block("detectability.json", _detectability_value),
+    "bench": Block("bench.json", _bench_value),
+}
+_KINDS = {"table": TABLES, "value": VALUES}
+_MARKER = re.compile(r"(<!-- (table|value):([\w.-]+) -->)(.*?)(<!-- /\2:\3 -->)", re.DOTALL)
+
+
+# -- rendering ---------------------------------------------------------------------------------------------------
+@dataclass
+class Report:
+    """What one rendering did: blocks rendered, blocks left as they were (and why), files changed."""
+    rendered: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+
+    def merge(self, other: Report) -> None:
+        self.rendered += other.rendered
+        self.missing += other.missing
+        self.changed += other.changed
+
+
+def block_text(kind: str, name: str, doc: dict[str, Any], run: str | Path, source: str | Path) -> str:
+    """The text between the markers of one block."""
+    run = Path(run).as_posix()
+    body = _KINDS[kind][name].render(doc, run)
+    if kind == "value":
+        return body
+    command = _command(doc)
+    origin = f"From `{Path(source).as_posix()}`" + (f", written by `{command}`" if command else "")
+    return f"\n{body}\n\n<sub>{origin}. Rendered by `make docs`.</sub>\n"
+
+
+def render_text(text: str, run: str | Path) -> tuple[str, Report]:
+    """``text`` with every marked block rendered from the JSON under ``run``; blocks whose JSON is missing
+    stay as they are. Raises :class:`EdgesegError` on a marker name it does not know."""
+    run = Path(run)
+    report = Report()
+    cache: dict[Path, dict[str, Any] | None] = {}
+
+    def load(path: Path) -> dict[str, Any] | None:
+        if path not in cache:
+            try:
+                cache[path] = json.loads(path.read_text()) if path.is_file() else None
+            except ValueError as e:
+                raise EdgesegError(f"{path} is not JSON: {e}") from None
+        return cache[path]
+
+    def replace(m: re.Match) -> str:
+        kind, name = m.group(2), m.group(3)
+        blocks = _KINDS[kind]
+        if name not in blocks:
+            raise EdgesegError(f"unknown {kind} marker '{name}': choose one of {', '.join(sorted(blocks))}")
+        source = run / blocks[name].source
+        doc = load(source)
+        if doc is None:
+            report.missing.append(f"{kind}:{name} ({source} not found)")
+            return m.group(0)
+        report.rendered.append(f"{kind}:{name}")
+        return m.group(1) + block_text(kind, name, doc, run, source) + m.group(5)
+
+    return _MARKER.sub(replace, text), report
+
+
+def render_files(paths: Iterable[str | Path], run: str | Path) -> Report:
+    """Render every marked block of each file in place; a file is rewritten only when its text changes."""
+    report = Report()
+    for path in map(Path, paths):
+        old = path.read_text()
+        new, r = render_text(old, run)
+        r.missing = [f"{path}: {w}" for w in r.missing]
+        if new != old:
+            path.write_text(new)
+            r.changed.append(str(path))
+        report.merge(r)
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m edgeseg.docs_tables", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", default="runs/demo", help="the run folder whose JSON the tables come from")
+    parser.add_argument("files", nargs="+", help="markdown files to render in place")
+    args = parser.parse_args(argv)
+    try:
+        report = render_files(args.files, args.run)
+    except (EdgesegError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    for line in report.missing:
+        print(f"warning: left as it is: {line}", file=sys.stderr)
+    print(f"docs_tables: {len(report.rendered)} blocks rendered from {args.run}, {len(report.missing)} left as "
+          f"they were, {len(report.changed)} of {len(args.files)} files changed")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

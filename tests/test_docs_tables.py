@@ -1,0 +1,156 @@
+"""The docs' result tables: hand-made JSON in, exact markdown out, only between the markers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edgeseg import docs_tables
+from edgeseg.docs_tables import render_files, render_text
+from edgeseg.errors import EdgesegError
+
+
+def _metrics(found, n, dice, fp, *, good=0, overkill=None, escape=0.0, threshold=0.75, sizes=None):
+    return {"threshold": threshold, "n_images": 10, "n_good_images": good, "dice": dice,
+            "defect_recall": found / n if n else None, "defects_found": found, "n_defects": n,
+            "fp_blobs_per_image": fp, "escape_rate": escape if n else None, "overkill_rate": overkill,
+            "recall_by_size": sizes or {}}
+
+
+def _result(model, data, own, rule):
+    return {"model": model, "data": data, "mask_rule": rule,
+            "thresholds": {"0.5": _metrics(0, 1, 0.1, 9.0, threshold=0.5), "best": own}}
+
+
+@pytest.fixture
+def run(tmp_path):
+    """A run folder with a small eval and compare JSON, each with the command that wrote it."""
+    r = tmp_path / "runs" / "demo"
+    r.mkdir(parents=True)
+    net = {"grow": 0.6, "min_area": 64}
+    (r / "metrics.json").write_text(json.dumps({
+        "command": [".venv/bin/edgeseg", "eval", "--model", "runs/demo/model.keras", "--json", "runs/demo/metrics.json"],
+        "results": [
+            _result("runs/demo/model.keras", "runs/demo/data/seed",
+                    _metrics(380, 386, 0.9491, 0.0, sizes={"8-16": {"n": 27, "found": 21, "recall": 0.78}}), net),
+            _result("runs/demo/model.keras", "runs/demo/data/good",
+                    _metrics(0, 0, 1.0, 0.005, good=200, overkill=0.005), net),
+            _result("classical", "runs/demo/data/seed", _metrics(364, 386, 0.9012, 0.0, threshold=0.5),
+                    {"grow": None, "min_area": 0}),
+        ]}))
+    row = {"backend": "onnxruntime", "data": "runs/demo/data/seed", "fp_blobs_per_image": 0.0}
+    (r / "compare.json").write_text(json.dumps({
+        "command": ["edgeseg", "compare", "--data", "runs/demo/data/seed", "runs/demo/model.onnx",
+                    "runs/demo/model.int8.onnx"],
+        "rows": [
+            {**row, "model": "runs/demo/model.onnx", "precision": "fp32", "dice": 0.94906, "defect_recall": 0.98446,
+             "reference": True, "mask_iou_vs_ref": 1.0, "max_abs_dprob": 0.0, "delta_dice": 0.0, "delta_recall": 0.0},
+            {**row, "model": "runs/demo/model.int8.onnx", "precision": "int8", "dice": 0.94867, "defect_recall": 0.987047,
+             "mask_iou_vs_ref": 0.99202, "max_abs_dprob": 0.3186, "delta_dice": -0.00039, "delta_recall": 0.00259},
+            {**row, "model": "runs/demo/model.int8.onnx", "precision": "int8", "data": "runs/demo/data/gauss",
+             "dice": 0.9155, "defect_recall": 0.916, "mask_iou_vs_ref": 0.99, "max_abs_dprob": 0.3,
+             "delta_dice": -0.00006, "delta_recall": 0.00262},
+        ]}))
+    return r
+
+
+EVAL = """<!-- table:eval -->
+| model | set | operating point | pixel Dice | defect recall | false blobs / image | escape | overkill |
+|---|---|---|---|---|---|---|---|
+| `model.keras` | `seed` | 0.75, grown over 0.6, ≥ 64 px | 0.949 | 0.984 (380 of 386) | 0 | 0.0 % | – |
+| `model.keras` | `good` | 0.75, grown over 0.6, ≥ 64 px | – | – | 0.005 | – | 0.5 % |
+| `classical` | `seed` | 0.5 | 0.901 | 0.943 (364 of 386) | 0 | 0.0 % | – |
+
+<sub>From `{run}/metrics.json`, written by `edgeseg eval --model runs/demo/model.keras --json runs/demo/metrics.json`. Rendered by `make docs`.</sub>
+<!-- /table:eval -->"""
+
+
+def test_eval_table_exact(run):
+    out, report = render_text("<!-- table:eval -->\nstale\n<!-- /table:eval -->", run)
+    assert out == EVAL.format(run=run.as_posix())
+    assert report.rendered == ["table:eval"] and report.missing == []
+
+
+def test_compare_table_exact(run):
+    out, _ = render_text("<!-- table:compare --><!-- /table:compare -->", run)
+    assert out == f"""<!-- table:compare -->
+| model | precision | set | pixel Dice | ΔDice | defect recall | Δrecall | false blobs / image | mask IoU vs reference | max \\|Δprob\\| |
+|---|---|---|---|---|---|---|---|---|---|
+| `model.onnx` | FP32 | `seed` | 0.9491 | – | 0.9845 | – | 0 | – | – |
+| `model.int8.onnx` | INT8 | `seed` | 0.9487 | −0.0004 | 0.9870 | +0.0026 | 0 | 0.9920 | 3.2e-01 |
+| `model.int8.onnx` | INT8 | `gauss` | 0.9155 | −0.0001 | 0.9160 | +0.0026 | 0 | 0.9900 | 3.0e-01 |
+
+<sub>From `{run.as_posix()}/compare.json`, written by `edgeseg compare --data runs/demo/data/seed runs/demo/model.onnx runs/demo/model.int8.onnx`. Rendered by `make docs`.</sub>
+<!-- /table:compare -->"""
+
+
+def test_sizes_table_only_lists_the_bins_present(run):
+    out, _ = render_text("<!-- table:sizes --><!-- /table:sizes -->", run)
+    assert "| model | set | 8–16 px |\n|---|---|---|\n| `model.keras` | `seed` | 21/27 |\n" in out
+    assert "classical" not in out.split("<sub>")[0]  # no size breakdown recorded for it
+
+
+def test_values_are_phrases_inside_a_line(run):
+    text = ("INT8: <!-- value:int8 -->old<!-- /value:int8 -->; seed: "
+            "<!-- value:eval.seed --><!-- /value:eval.seed -->.")
+    out, _ = render_text(text, run)
+    assert out == ("INT8: <!-- value:int8 -->ΔDice −0.0004 / −0.0001, Δrecall +0.0026 / +0.0026<!-- /value:int8 -->; "
+                   "seed: <!-- value:eval.seed -->0.949 / 0.984 / 0 (classical 0.901 / 0.943 / 0)<!-- /value:eval.seed -->.")
+
+
+def test_only_the_text_between_markers_changes(run):
+    before = "# Title\n\nKeep *this* <!-- a comment --> and | this | table |\n\n"
+    after = "\n\nAnd <!-- table:compare --> mentioned in prose stays.\n"
+    text = before + "<!-- table:eval -->\nstale\n<!-- /table:eval -->" + after
+    out, _ = render_text(text, run)
+    assert out.startswith(before) and out.endswith(after)
+    assert out[len(before):len(out) - len(after)] == EVAL.format(run=run.as_posix())
+
+
+def test_rendering_twice_changes_nothing(run, tmp_path):
+    doc = tmp_path / "doc.md"
+    doc.write_text("a\n<!-- table:eval --><!-- /table:eval -->\nb <!-- value:int8 --><!-- /value:int8 -->\n")
+    first = render_files([doc], run)
+    text = doc.read_text()
+    second = render_files([doc], run)
+    assert first.changed == [str(doc)] and second.changed == []
+    assert doc.read_text() == text
+
+
+def test_a_missing_json_leaves_its_block_as_it_is(run, tmp_path):
+    text = "<!-- table:bench -->\n| kept | table |\n<!-- /table:bench -->\n<!-- value:detectability -->kept<!-- /value:detectability -->"
+    out, report = render_text(text, run)
+    assert out == text
+    assert report.rendered == [] and len(report.missing) == 2
+    assert "bench.json not found" in report.missing[0]
+
+
+def test_an_unknown_marker_is_an_error_listing_the_names(run):
+    with pytest.raises(EdgesegError, match="unknown table marker 'evl'.*compare"):
+        render_text("<!-- table:evl --><!-- /table:evl -->", run)
+
+
+def test_bench_table(tmp_path):
+    rows = [{"model": "runs/demo/model.onnx", "backend": "onnxruntime", "precision": "fp32", "mode": m, "batch_size": b,
+             "images_per_s": ips, "latency_ms_p99": p99, "accuracy_dice": 0.93, "accuracy_recall": 0.95,
+             "accuracy_fp_blobs_per_image": 0.0}
+            for m, b, ips, p99 in (("single", 1, 1012.4, 1.84), ("batched", 8, 1333.3, 9.0), ("batched", 32, 1250.0, 41.2))]
+    rows.append({"model": "x", "backend": "onnxruntime", "precision": "fp32", "mode": "stream", "batch_size": 8,
+                 "images_per_s": 1.0, "latency_ms_p99": 1.0})
+    (tmp_path / "bench.json").write_text(json.dumps({"command": ["edgeseg", "bench"], "rows": rows}))
+    out, _ = render_text("<!-- table:bench --><!-- /table:bench -->", tmp_path)
+    assert ("| model | backend | b=1 (p99 ms) | b=8 | b=32 (p99 ms) | Dice / recall / false blobs |\n"
+            "|---|---|---|---|---|---|\n"
+            "| `model.onnx` | onnxruntime FP32 | 1,012 (1.8) | 1,333 | 1,250 (41.2) | 0.930 / 0.950 / 0 |\n") in out
+    value, _ = render_text("<!-- value:bench --><!-- /value:bench -->", tmp_path)
+    assert "batch 1 1,012 images/s" in value and "batched 1,333 at batch 8" in value
+
+
+def test_main_prints_one_line_and_warns_on_stderr(run, tmp_path, capsys):
+    doc = tmp_path / "doc.md"
+    doc.write_text("<!-- table:eval --><!-- /table:eval --><!-- table:bench -->x<!-- /table:bench -->")
+    assert docs_tables.main(["--run", str(run), str(doc)]) == 0
+    out, err = capsys.readouterr()
+    assert out.count("\n") == 1 and "1 blocks rendered" in out and "1 left as they were" in out
+    assert "bench.json not found" in err
