@@ -58,6 +58,10 @@ class TrainConfig:
     fa_budget: float = 0.005
     fit_count: int = 2000
     workers: int = 1  # data-generation threads; every batch is seeded by (seed, epoch, index), so results do not depend on it
+    # Data parallelism (edgeseg.distribute): replicas per host and how they are joined. batch_size is global,
+    # split over the replicas, so a run means the same thing on any count (and resumes on another one).
+    devices: int = 1
+    strategy: str = "auto"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -74,6 +78,13 @@ def _synth_config(cfg: TrainConfig):
 
 def check(cfg: TrainConfig) -> None:
     """Raise EdgesegError for any bad option before anything expensive starts (the CLI calls it first)."""
+    from edgeseg import distribute
+
+    # First: splitting the CPU into devices must happen before anything below starts TensorFlow's runtime
+    # (resolve is cached: train() gets the same strategy).
+    distribute.resolve(cfg.strategy, cfg.devices)
+    if cfg.batch_size % cfg.devices:
+        raise EdgesegError(f"--batch-size {cfg.batch_size} does not split evenly over {cfg.devices} devices")
     import edgeseg.models as models
     from edgeseg import losses
 
@@ -156,32 +167,39 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: Pro
     from edgeseg.metrics import GroundTruth
     from edgeseg.trainer_data import SynthBatches, validation_set
 
+    from edgeseg.distribute import resolve
+
     out = Path(out)
-    ckpt = _Checkpoint(out)
-    if resume and ckpt.exists():
-        saved = read_json(ckpt.state)
-        cfg = TrainConfig(**{**saved["config"], "epochs": cfg.epochs})
+    if resume and _Checkpoint(out).exists():
+        saved = read_json(_Checkpoint(out).state)
+        # The saved run's recipe, this invocation's epochs and devices (a run resumes on another replica count).
+        cfg = TrainConfig(**{**saved["config"], "epochs": cfg.epochs, "devices": cfg.devices,
+                             "strategy": cfg.strategy})
     elif resume:
         raise EdgesegError(f"nothing to resume in {out}: no {CHECKPOINT}/state.json (train without --resume)")
     check(cfg)
+    dist = resolve(cfg.strategy, cfg.devices)
+    ckpt = _Checkpoint(out)
     loss = losses.parse(cfg.loss)
     synth = _synth_config(cfg)
     curriculum = Curriculum.parse(cfg.curriculum) if cfg.curriculum else None
     keras.utils.set_random_seed(cfg.seed)  # weight initialisation; data draws use their own seeded rngs
-    model = models.build(cfg.model, **cfg.model_kwargs)
     total_steps = cfg.epochs * cfg.steps_per_epoch
-    schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, total_steps, alpha=0.05,
-                                                      warmup_target=None)
-    optimizer = keras.optimizers.Adam(schedule)
-    if isinstance(loss, losses.Scheduled):
-        loss.set_epoch(0)  # creates the stage variable eagerly, outside the traced training step
-    model.compile(optimizer=optimizer, loss=loss)
+    with dist.scope():  # every variable (weights, optimizer slots, the loss stage) on every replica
+        model = models.build(cfg.model, **cfg.model_kwargs)
+        schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, total_steps, alpha=0.05,
+                                                          warmup_target=None)
+        optimizer = keras.optimizers.Adam(schedule)
+        if isinstance(loss, losses.Scheduled):
+            loss.set_epoch(0)  # creates the stage variable eagerly, outside the traced training step
+        model.compile(optimizer=optimizer, loss=loss)
 
-    state: dict[str, Any] = {"config": cfg.to_dict(), "epoch": 0, "history": [], "best_dice": -1.0,
-                             "best_epoch": None, "wall_s": 0.0, "stale": 0}
-    if resume:
-        state = ckpt.load(model, optimizer)
-        state["config"] = cfg.to_dict()
+        state: dict[str, Any] = {"config": cfg.to_dict(), "epoch": 0, "history": [], "best_dice": -1.0,
+                                 "best_epoch": None, "wall_s": 0.0, "stale": 0}
+        if resume:
+            state = ckpt.load(model, optimizer)
+            state["config"] = cfg.to_dict()
+    state["distribution"] = dist.describe()
 
     data = SynthBatches(synth, cfg.batch_size, cfg.steps_per_epoch, cfg.seed,
                         AugmentConfig() if cfg.augment else NONE, curriculum, workers=cfg.workers)
@@ -269,7 +287,8 @@ def _finish(cfg: TrainConfig, out: Path, ckpt: _Checkpoint, state: dict[str, Any
     write_json(out / "history.json", state["history"])
     info = models.describe(best, cfg.model)
     training = {"epochs_run": state["epoch"], "best_epoch": state["best_epoch"],
-                "stopped_early": state["epoch"] < cfg.epochs, "wall_s": round(state["wall_s"], 1)}
+                "stopped_early": state["epoch"] < cfg.epochs, "wall_s": round(state["wall_s"], 1),
+                "distribution": state.get("distribution", {"strategy": "none", "replicas": 1})}
     write_manifest(path, "model", config=cfg.to_dict(), model=info, threshold=threshold, mask_rule=rule,
                    operating_point=point, validation={**val, "count": cfg.val_count, "seed": cfg.val_seed},
                    training=training)
