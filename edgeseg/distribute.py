@@ -99,8 +99,8 @@ def _local_devices(tf, devices: int) -> list[str]:
     try:
         if devices > 1:
             tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * devices)
-    except RuntimeError:
-        if len(tf.config.list_logical_devices("CPU")) != devices:
+    except RuntimeError:  # already started: fine if it was split into at least as many devices
+        if len(tf.config.list_logical_devices("CPU")) < devices:
             raise EdgesegError("the CPU can be split into devices only before TensorFlow starts: pass --devices "
                                "to a fresh edgeseg train process") from None
     return [d.name for d in tf.config.list_logical_devices("CPU")][:devices]

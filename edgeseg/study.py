@@ -150,8 +150,11 @@ def load_spec(path: str | Path) -> Spec:
     if deploy:
         raise EdgesegError(f"{path}: [deploy] has unknown key(s) {', '.join(sorted(deploy))}")
     spec = Spec(str(raw.get("name", path.stem)), train, grid, tuple(sets), precisions, classical, bench)
-    for arm in arms(spec):
-        config(spec, arm)  # a bad combination (an unknown loss or network) fails before the first arm trains
+    # A bad combination (an unknown loss or network) fails before the first arm trains. The arm with the
+    # most devices goes first: splitting the CPU into devices must happen before TensorFlow starts, so a
+    # spec with several devices must be the first thing a process loads (the CLI loads one spec).
+    for arm in sorted(arms(spec), key=lambda a: -int(a.settings.get("devices", train.get("devices", 1)))):
+        config(spec, arm)
     return spec
 
 
@@ -244,8 +247,7 @@ def run_arm(spec: Spec, arm: Arm, out: Path, sets: dict[str, Path], progress: Pr
     size = spec.sets[0].config().image_size
     scores = {p: _score(_deploy(arm_dir, p, size), sets) for p in spec.precisions}
     result = {"arm": arm.slug, "group": arm.group, "settings": arm.settings, "config": cfg.to_dict(),
-              "model": manifest.get("model", {}), "epochs": manifest.get("training", {}).get("epochs"),
-              "scores": scores}
+              "model": manifest.get("model", {}), "training": manifest.get("training", {}), "scores": scores}
     if spec.bench:
         result["speed"] = _speed(arm_dir, size)
     write_json(result_path, result)
@@ -316,6 +318,7 @@ def summarize(spec: Spec, results: list[dict[str, Any]], classical: dict | None 
                 if speeds:
                     row["images_per_s"] = {k: statistics.fmean(sp[k] for sp in speeds) for k in speeds[0]}
                 row["flops_per_image"] = members[0]["model"].get("flops_per_image")
+                row["train_wall_s"] = _spread([m.get("training", {}).get("wall_s") for m in members])
                 rows.append(row)
     return {"kind": "study", "name": spec.name, "grid": spec.grid, "train": spec.train,
             "sets": [dataclasses.asdict(s) for s in spec.sets], "precisions": list(spec.precisions),
@@ -340,14 +343,17 @@ def markdown(report: dict[str, Any]) -> str:
              "operating point (threshold and blob rule fitted under its false-alarm budget).", ""]
     for s in report["sets"]:
         lines += [f"## {s['name']} ({s['count']} images, preset {s['preset']}, seed {s['seed']})", "",
-                  "| arm | precision | seeds | Dice | recall | false blobs/img |", "|---|---|---|---|---|---|"]
+                  "| arm | precision | seeds | Dice | recall | false blobs/img | training s |",
+                  "|---|---|---|---|---|---|---|"]
         for row in (r for r in report["rows"] if r["set"] == s["name"]):
+            wall = (row.get("train_wall_s") or {}).get("mean")
             lines.append(f"| {row['group']} | {row['precision']} | {row['seeds']} | {_cell(row['dice'])} | "
-                         f"{_cell(row['defect_recall'])} | {_cell(row['fp_blobs_per_image'])} |")
+                         f"{_cell(row['defect_recall'])} | {_cell(row['fp_blobs_per_image'])} | "
+                         f"{'–' if wall is None else f'{wall:.0f}'} |")
         if report.get("classical"):
             c = report["classical"][s["name"]]
             lines.append(f"| classical detector | – | – | {_num(c['dice'])} | {_num(c['defect_recall'])} | "
-                         f"{_num(c['fp_blobs_per_image'])} |")
+                         f"{_num(c['fp_blobs_per_image'])} | – |")
         lines.append("")
     return "\n".join(lines)
 

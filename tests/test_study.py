@@ -4,6 +4,9 @@ statistics are right, and the shipped quick spec runs end to end, resumes and sk
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -55,7 +58,7 @@ def test_summary_gives_mean_and_spread_over_seeds(tmp_path):
     from edgeseg.study import load_spec, markdown, summarize
 
     spec = load_spec(spec_file(tmp_path, '[grid]\nseed = [0, 1]\n' + SET))
-    results = [{"group": "base", "model": {"flops_per_image": 10},
+    results = [{"group": "base", "model": {"flops_per_image": 10}, "training": {"wall_s": 30.0},
                 "scores": {"fp32": {"s": {"dice": d, "defect_recall": r, "fp_blobs_per_image": 0.0}}}}
                for d, r in ((0.90, 1.0), (0.80, 0.5))]
     (row,) = summarize(spec, results)["rows"]
@@ -63,8 +66,8 @@ def test_summary_gives_mean_and_spread_over_seeds(tmp_path):
     assert row["dice"]["sd"] == pytest.approx(0.0707107, abs=1e-6)
     assert (row["defect_recall"]["min"], row["defect_recall"]["max"]) == (0.5, 1.0)
     text = markdown(summarize(spec, results, {"s": {"dice": 0.7, "defect_recall": None, "fp_blobs_per_image": 0.1}}))
-    assert "| base | fp32 | 2 | 0.850 ± 0.071 | 0.750 ± 0.354 | 0.000 ± 0.000 |" in text
-    assert "| classical detector | – | – | 0.700 | – | 0.100 |" in text
+    assert "| base | fp32 | 2 | 0.850 ± 0.071 | 0.750 ± 0.354 | 0.000 ± 0.000 | 30 |" in text
+    assert "| classical detector | – | – | 0.700 | – | 0.100 | – |" in text
 
 
 @pytest.mark.slow
@@ -101,9 +104,15 @@ def test_the_quick_spec_runs_resumes_and_skips_what_is_done(tmp_path):
 
 
 def test_shipped_specs_are_valid():
-    from edgeseg.study import arms, load_spec
-
-    specs = {p.stem: load_spec(p) for p in sorted((ROOT / "studies").glob("*.toml"))}
-    assert {"quick", "losses", "networks", "data"} <= set(specs)
-    assert len(arms(specs["losses"])) == 15 and "int8" in specs["networks"].precisions
-    assert specs["quick"].sets[0].name == "easy"
+    """In a fresh process, the several-device spec first: it splits the CPU, which a started TensorFlow cannot."""
+    code = ("import json, pathlib, sys; from edgeseg.study import arms, load_spec; "
+            "files = sorted(pathlib.Path(sys.argv[1]).glob('*.toml'), key=lambda p: p.stem != 'devices'); "
+            "specs = {p.stem: load_spec(p) for p in files}; "
+            "print(json.dumps({k: [len(arms(s)), list(s.precisions), [x.name for x in s.sets]] for k, s in specs.items()}))")
+    done = subprocess.run([sys.executable, "-c", code, str(ROOT / "studies")], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    specs = json.loads(done.stdout.strip().splitlines()[-1])
+    assert {"quick", "losses", "networks", "data", "devices"} <= set(specs)
+    assert specs["losses"][0] == 15 and "int8" in specs["networks"][1] and specs["devices"][0] == 4
+    assert specs["quick"][2] == ["easy", "good"]
