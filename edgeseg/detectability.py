@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeseg.data.dataset import Dataset
+from edgeseg.data.dataset import CHUNK, Dataset
 from edgeseg.errors import BadInput
 from edgeseg.metrics import GroundTruth
 from edgeseg.progress import Progress, silent
@@ -108,21 +108,25 @@ def _target_level(z: np.ndarray, null: np.ndarray, recall: float) -> dict[str, f
 
 
 def assess(defects: Dataset, good: Dataset, levels: Sequence[float] = LEVELS, budgets: Sequence[float] = BUDGETS,
-           targets: Sequence[float] = TARGETS, progress: Progress = silent) -> dict[str, Any]:
+           targets: Sequence[float] = TARGETS, progress: Progress = silent,
+           chunk_size: int = CHUNK) -> dict[str, Any]:
     """The detectability report of ``defects`` against the noise of ``good`` (defect-free images of the same
-    kind); JSON-ready."""
+    kind); JSON-ready. The defect set is read ``chunk_size`` images at a time and the good set one image at a
+    time: what is kept is one number per defect and per good image."""
     from edgeseg.runners.classical import MatchedFilterBank
 
-    truth = GroundTruth.from_masks(defects.masks)
-    if not sum(len(a) for a in truth.areas):
+    # Both sets are checked before any work; ``any`` stops at the first defect pixel.
+    if not defects.masks.any():
         raise BadInput(f"{defects.path}: no labelled defect in the set, nothing to assess")
     if good.masks.any():
         raise BadInput(f"{good.path}: the good set has labelled defects; give a set of defect-free images")
     total = len(defects) + len(good)
-    z = []
-    for i, (image, labels) in enumerate(zip(defects.images, truth.labels)):
-        z.append(footprint_z(image, labels))
-        progress(i + 1, total, "defects")
+    z, done = [], 0
+    for part in defects.chunks(chunk_size):
+        for image, labels in zip(part.images, GroundTruth.from_masks(part.masks).labels):
+            z.append(footprint_z(image, labels))
+            done += 1
+            progress(done, total, "defects")
     z = np.concatenate(z)
     lo, hi = _sides(defects)
     boxes = box_sizes(lo, hi)

@@ -6,6 +6,9 @@
                           rule=model_mask_rule("runs/demo/model.onnx"))
         report["thresholds"]["best"]["dice"]
 
+A set is scored chunk by chunk (read, predict, score, drop), so ``edgeseg eval`` on 4,000 images needs
+the memory of one chunk, not of the set.
+
 Metric definitions live in :mod:`edgeseg.metrics`.
 """
 
@@ -19,7 +22,7 @@ import numpy as np
 
 from edgeseg import metrics
 from edgeseg.artifacts import manifest_path, read_manifest
-from edgeseg.data.dataset import Dataset
+from edgeseg.data.dataset import CHUNK, Dataset, ImageStack
 from edgeseg.errors import EdgesegError
 from edgeseg.postprocess import MaskRule
 from edgeseg.progress import Progress, silent
@@ -30,20 +33,23 @@ from edgeseg.runners.base import Runner
 DEFAULT_THRESHOLD = 0.5
 
 
-def predict_probs(runner: Runner, images: np.ndarray, batch_size: int = 16,
+def predict_probs(runner: Runner, images: np.ndarray | ImageStack, batch_size: int = 16,
                   progress: Progress = silent) -> np.ndarray:
     """Probabilities (N, H, W) float32 for ``images`` (N, H, W), in batches of ``batch_size``.
 
+    ``images`` may be an :class:`~edgeseg.data.dataset.ImageStack`: it is read one batch at a time (the
+    probabilities of the whole stack are still returned; :func:`evaluate` asks for one chunk at a time).
     The runner must be active (``with runner:``); progress is reported in images done.
     """
     if batch_size < 1:
         raise EdgesegError(f"batch size must be at least 1, got {batch_size}")
-    images = np.asarray(images)
+    if not hasattr(images, "shape"):
+        images = np.asarray(images)
     n = len(images)
     out = np.empty(images.shape[:3], dtype=np.float32)
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
-        out[start:stop] = runner.infer(images[start:stop])
+        out[start:stop] = runner.infer(np.asarray(images[start:stop]))
         progress(stop, n, "")
     return out
 
@@ -84,7 +90,7 @@ def model_mask_rule(model: str | Path) -> MaskRule:
 
 def evaluate(runner: Runner, dataset: Dataset, thresholds: Mapping[str, float] | Sequence[float] = (0.5,),
              batch_size: int = 16, progress: Progress = silent, probs: np.ndarray | None = None,
-             rule: MaskRule | None = None) -> dict[str, Any]:
+             rule: MaskRule | None = None, chunk_size: int = CHUNK) -> dict[str, Any]:
     """Score ``runner`` on ``dataset`` at each threshold; a JSON-ready dict.
 
     ``thresholds``: {label: value} (e.g. {"0.5": 0.5, "best": 0.42}) or a list of values (labelled by their
@@ -93,12 +99,33 @@ def evaluate(runner: Runner, dataset: Dataset, thresholds: Mapping[str, float] |
     Result: model, backend, precision, data, n_images, thresholds {label: metrics.compute(...)}, and
     ``oracle_threshold`` — the F1-best threshold on this very data (optimistic; shows how far the
     model's own threshold is from ideal here; None for a set without defect pixels).
+
+    The set is read, predicted and scored ``chunk_size`` images at a time (:meth:`Dataset.chunks`,
+    :class:`metrics.Counts`, :class:`metrics.F1Curve`), so memory does not grow with the set; the numbers are
+    those of the whole set at once.
     """
     if not isinstance(thresholds, Mapping):
         thresholds = {f"{t:g}": float(t) for t in thresholds}
-    if probs is None:
-        probs = predict_probs(runner, dataset.images, batch_size, progress)
-    truth = metrics.GroundTruth.from_masks(dataset.masks, dataset.defects)
+    if probs is not None:
+        probs = metrics.as_stack(probs)
+        if len(probs) != len(dataset):
+            raise ValueError(f"{len(probs)} probability maps for {len(dataset)} images")
+    counts = {label: metrics.Counts() for label in thresholds}
+    curve = metrics.F1Curve()
+    done = 0
+    for part in dataset.chunks(chunk_size):
+        if probs is None:
+            p = predict_probs(runner, part.images, batch_size,
+                              lambda d, n, m="", base=done: progress(base + d, len(dataset), m))
+        else:
+            p = probs[done : done + len(part)]
+        truth = metrics.GroundTruth.from_masks(part.masks, part.defects)
+        if p.shape != truth.masks.shape:
+            raise ValueError(f"probabilities {p.shape} and masks {truth.masks.shape} differ in shape")
+        for label, t in thresholds.items():
+            counts[label].add(metrics.predicted(p, t, rule), truth)
+        curve.add(p, part.masks)
+        done += len(part)
     return {
         "model": str(runner.path) if runner.path is not None else runner.backend.value,
         "backend": runner.backend.value,
@@ -106,7 +133,7 @@ def evaluate(runner: Runner, dataset: Dataset, thresholds: Mapping[str, float] |
         "data": str(dataset.path),
         "n_images": len(dataset),
         "mask_rule": (rule or MaskRule()).to_dict(),
-        "thresholds": {label: metrics.compute(probs, truth, t, rule=rule) for label, t in thresholds.items()},
+        "thresholds": {label: counts[label].report(t) for label, t in thresholds.items()},
         # F1 needs defect pixels: on a defect-free set every threshold above the highest score ties.
-        "oracle_threshold": metrics.f1_best_threshold(probs, dataset.masks) if dataset.masks.any() else None,
+        "oracle_threshold": curve.best_threshold() if curve.defect_pixels else None,
     }

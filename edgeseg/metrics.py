@@ -22,6 +22,9 @@ Definitions (shared by ``edgeseg eval``, ``edgeseg compare`` and the training re
     report = compute(probs, truth, threshold=0.5)        # a dict of plain floats/ints, JSON-ready
     report["defect_recall_ci95"]                         # its 95 % interval: 381 of 386 → [0.970, 0.994]
     t = f1_best_threshold(probs, masks)                  # the threshold maximising pixel F1
+
+A set too large to hold is scored chunk by chunk: :class:`Counts` and :class:`F1Curve` sum what
+:func:`score` and :func:`f1_best_threshold` count, and give the same numbers as the whole set at once.
 """
 
 from __future__ import annotations
@@ -153,6 +156,16 @@ def wilson_interval(found: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def as_stack(probs: np.ndarray) -> np.ndarray:
+    """Probabilities as an (N, H, W) stack: a trailing channel of 1 is dropped, one (H, W) map becomes N = 1."""
+    p = np.asarray(probs)
+    if p.ndim == 4 and p.shape[-1] == 1:
+        p = p[..., 0]
+    if p.ndim == 2:
+        p = p[None]
+    return p
+
+
 def compute(probs: np.ndarray, truth: GroundTruth | np.ndarray, threshold: float = 0.5,
             defects: list[list[dict]] | None = None, rule: MaskRule | None = None) -> dict[str, Any]:
     """All metrics of ``probs`` (N, H, W) against ``truth`` at ``threshold`` (a pixel is predicted when
@@ -166,144 +179,217 @@ def compute(probs: np.ndarray, truth: GroundTruth | np.ndarray, threshold: float
     """
     if not isinstance(truth, GroundTruth):
         truth = GroundTruth.from_masks(truth, defects)
-    p = np.asarray(probs)
-    if p.ndim == 4 and p.shape[-1] == 1:
-        p = p[..., 0]
-    if p.ndim == 2:
-        p = p[None]
+    p = as_stack(probs)
     if p.shape != truth.masks.shape:
         raise ValueError(f"probabilities {p.shape} and masks {truth.masks.shape} differ in shape")
-    return score(rule.apply(p, threshold) if rule is not None else p >= threshold, truth, threshold)
+    return score(predicted(p, threshold, rule), truth, threshold)
 
 
 def score(pred: np.ndarray, truth: GroundTruth, threshold: float) -> dict[str, Any]:
     """The metrics of :func:`compute` for predicted masks ``pred`` (N, H, W) bool, already made at
     ``threshold`` (recorded in the result), e.g. by a :class:`~edgeseg.postprocess.MaskRule` whose masks the
-    caller also needs."""
-    if pred.shape != truth.masks.shape:
-        raise ValueError(f"predicted masks {pred.shape} and ground truth {truth.masks.shape} differ in shape")
-    gt = truth.masks
+    caller also needs. A set too large to hold is scored chunk by chunk with :class:`Counts`."""
+    counts = Counts()
+    counts.add(pred, truth)
+    return counts.report(threshold)
 
-    # Pixel counts per image, vectorised over the set.
-    tp = np.count_nonzero(pred & gt, axis=(1, 2)).astype(np.int64)
-    n_pred = np.count_nonzero(pred, axis=(1, 2)).astype(np.int64)
-    n_gt = np.count_nonzero(gt, axis=(1, 2)).astype(np.int64)
-    fp, fn = n_pred - tp, n_gt - tp
-    union = tp + fp + fn
-    with np.errstate(invalid="ignore", divide="ignore"):
-        dice_img = np.where(union > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 1.0)
-        iou_img = np.where(union > 0, tp / np.maximum(union, 1), 1.0)
-    TP, FP, FN = int(tp.sum()), int(fp.sum()), int(fn.sum())
 
-    # Defect- and image-level counts need connected components, one image at a time.
-    n_defects = found_total = fp_blobs = escapes = overkills = 0
-    by_contrast: dict[str, list[int]] = {}
-    by_size: dict[str, list[int]] = {}
-    fp_per_image = np.zeros(len(gt), dtype=np.int64)
-    for i in range(len(gt)):
-        lab_gt, area_gt = truth.labels[i], truth.areas[i]
-        k = len(area_gt)
-        if k:
-            hits = np.bincount(lab_gt[pred[i]], minlength=k + 1)[1:]
-            found = hits >= HIT_FRACTION * area_gt
-            n_defects += k
-            found_total += int(found.sum())
-            for j in range(k):
-                by_size.setdefault(truth.size_bins[i][j], [0, 0])
-                by_size[truth.size_bins[i][j]][0] += 1
-                by_size[truth.size_bins[i][j]][1] += int(found[j])
-                if truth.contrasts is not None and truth.contrasts[i][j] is not None:
-                    key = _contrast_bin(truth.contrasts[i][j])
-                    by_contrast.setdefault(key, [0, 0])
-                    by_contrast[key][0] += 1
-                    by_contrast[key][1] += int(found[j])
-        if n_pred[i] < MIN_BLOB:  # no blob possible: skip the component pass
-            blobs = 0
-        else:
-            n_p, lab_p, area_p = _components(pred[i].astype(np.uint8))
-            big = area_p >= MIN_BLOB
-            big[0] = False
-            blobs = int(big.sum())
-            if blobs and k:
-                blob, _, counts = overlaps(lab_p, lab_gt, k)
-                # Largest overlap of each blob with any single GT defect.
-                best = np.zeros(n_p, dtype=np.int64)
-                np.maximum.at(best, blob, counts)
-                false = big & (best < FP_OVERLAP * area_p)
+def predicted(probs: np.ndarray, threshold: float, rule: MaskRule | None = None) -> np.ndarray:
+    """The masks :func:`compute` scores: prob >= ``threshold``, or as ``rule`` decides from there."""
+    return rule.apply(probs, threshold) if rule is not None else probs >= threshold
+
+
+class Counts:
+    """What :func:`score` counts, summed over the chunks of a set: pixel counts, per-image Dice and IoU (one
+    float each), defects found per size and contrast, false blobs, escapes and overkills. Every count is a sum
+    over images, so a set scored in chunks gives exactly the report of the set scored whole.
+
+        counts = Counts()
+        for part in dataset.chunks():
+            counts.add(predicted(probs_of(part), 0.5), GroundTruth.from_masks(part.masks, part.defects))
+        counts.report(0.5)
+    """
+
+    def __init__(self) -> None:
+        self._pixels = np.zeros(3, np.int64)  # TP, FP, FN over the set
+        self._dice: list[np.ndarray] = []  # per image, chunk by chunk
+        self._iou: list[np.ndarray] = []
+        self._images = self._defective = 0
+        self._defects = self._found = self._fp_blobs = self._escapes = self._overkills = 0
+        self._by_contrast: dict[str, list[int]] = {}
+        self._by_size: dict[str, list[int]] = {}
+        self._contrasts: bool | None = None  # whether every chunk's truth knew its contrasts
+
+    @property
+    def defect_pixels(self) -> int:
+        """Ground-truth defect pixels seen so far (Dice and an F1-best threshold need some)."""
+        return int(self._pixels[0] + self._pixels[2])
+
+    def add(self, pred: np.ndarray, truth: GroundTruth) -> None:
+        """Count the predicted masks ``pred`` (N, H, W) bool of one chunk against its ``truth``."""
+        if pred.shape != truth.masks.shape:
+            raise ValueError(f"predicted masks {pred.shape} and ground truth {truth.masks.shape} differ in shape")
+        gt = truth.masks
+
+        # Pixel counts per image, vectorised over the chunk.
+        tp = np.count_nonzero(pred & gt, axis=(1, 2)).astype(np.int64)
+        n_pred = np.count_nonzero(pred, axis=(1, 2)).astype(np.int64)
+        n_gt = np.count_nonzero(gt, axis=(1, 2)).astype(np.int64)
+        fp, fn = n_pred - tp, n_gt - tp
+        union = tp + fp + fn
+        with np.errstate(invalid="ignore", divide="ignore"):
+            self._dice.append(np.where(union > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 1.0))
+            self._iou.append(np.where(union > 0, tp / np.maximum(union, 1), 1.0))
+        self._pixels += (int(tp.sum()), int(fp.sum()), int(fn.sum()))
+        self._images += len(gt)
+        self._defective += int(np.count_nonzero(n_gt))
+        known = truth.contrasts is not None
+        self._contrasts = known if self._contrasts is None else self._contrasts and known
+
+        # Defect- and image-level counts need connected components, one image at a time.
+        for i in range(len(gt)):
+            lab_gt, area_gt = truth.labels[i], truth.areas[i]
+            k = len(area_gt)
+            if k:
+                hits = np.bincount(lab_gt[pred[i]], minlength=k + 1)[1:]
+                found = hits >= HIT_FRACTION * area_gt
+                self._defects += k
+                self._found += int(found.sum())
+                for j in range(k):
+                    size = self._by_size.setdefault(truth.size_bins[i][j], [0, 0])
+                    size[0] += 1
+                    size[1] += int(found[j])
+                    if known and truth.contrasts[i][j] is not None:
+                        contrast = self._by_contrast.setdefault(_contrast_bin(truth.contrasts[i][j]), [0, 0])
+                        contrast[0] += 1
+                        contrast[1] += int(found[j])
+            if n_pred[i] < MIN_BLOB:  # no blob possible: skip the component pass
+                blobs = false_blobs = 0
             else:
-                false = big
-            fp_per_image[i] = int(false.sum())
-        fp_blobs += int(fp_per_image[i])
-        if k and blobs == 0:
-            escapes += 1
-        if not k and blobs > 0:
-            overkills += 1
+                n_p, lab_p, area_p = _components(pred[i].astype(np.uint8))
+                big = area_p >= MIN_BLOB
+                big[0] = False
+                blobs = int(big.sum())
+                if blobs and k:
+                    blob, _, counts = overlaps(lab_p, lab_gt, k)
+                    # Largest overlap of each blob with any single GT defect.
+                    best = np.zeros(n_p, dtype=np.int64)
+                    np.maximum.at(best, blob, counts)
+                    false = big & (best < FP_OVERLAP * area_p)
+                else:
+                    false = big
+                false_blobs = int(false.sum())
+            self._fp_blobs += false_blobs
+            if k and blobs == 0:
+                self._escapes += 1
+            if not k and blobs > 0:
+                self._overkills += 1
 
-    n = len(gt)
-    n_defective = int(np.count_nonzero(n_gt))
-    n_good = n - n_defective
+    def report(self, threshold: float) -> dict[str, Any]:
+        """The metrics of everything added, as :func:`score` returns them (``threshold`` is recorded)."""
+        TP, FP, FN = (int(v) for v in self._pixels)
+        n, n_defective = self._images, self._defective
+        n_good = n - n_defective
+        n_defects, found_total, fp_blobs = self._defects, self._found, self._fp_blobs
+        escapes, overkills = self._escapes, self._overkills
+        # One array over the set, so the means are numpy's over the whole set whatever the chunks were.
+        dice_img = np.concatenate(self._dice) if self._dice else np.zeros(0)
+        iou_img = np.concatenate(self._iou) if self._iou else np.zeros(0)
 
-    def breakdown(d: dict[str, list[int]], order) -> dict[str, dict[str, Any]]:
-        return {key: {"n": d[key][0], "found": d[key][1], "recall": _ratio(d[key][1], d[key][0], 0.0)}
-                for key in sorted(d, key=order)}
+        def breakdown(d: dict[str, list[int]], order) -> dict[str, dict[str, Any]]:
+            return {key: {"n": d[key][0], "found": d[key][1], "recall": _ratio(d[key][1], d[key][0], 0.0)}
+                    for key in sorted(d, key=order)}
 
-    return {
-        "threshold": float(threshold),
-        "n_images": n,
-        "n_defective_images": n_defective,
-        "n_good_images": n_good,
-        "dice": _ratio(2 * TP, 2 * TP + FP + FN, 1.0),
-        "iou": _ratio(TP, TP + FP + FN, 1.0),
-        "dice_mean": float(dice_img.mean()) if n else None,
-        "iou_mean": float(iou_img.mean()) if n else None,
-        "pixel_precision": _ratio(TP, TP + FP, 1.0 if TP + FN == 0 else 0.0),
-        "pixel_recall": _ratio(TP, TP + FN, 1.0),
-        "n_defects": n_defects,
-        "defects_found": found_total,
-        "defect_recall": _ratio(found_total, n_defects, 1.0) if n_defects else None,
-        "defect_recall_ci95": list(wilson_interval(found_total, n_defects)) if n_defects else None,
-        "fp_blobs": fp_blobs,
-        "fp_blobs_per_image": _ratio(fp_blobs, n, 0.0),
-        "escapes": escapes,
-        "escape_rate": _ratio(escapes, n_defective, 0.0) if n_defective else None,
-        "overkills": overkills,
-        "overkill_rate": _ratio(overkills, n_good, 0.0) if n_good else None,
-        "recall_by_contrast": breakdown(by_contrast, float) if truth.contrasts is not None else None,
-        "recall_by_size": breakdown(by_size, lambda s: float(s.split("-")[0].rstrip("+"))),
-    }
+        return {
+            "threshold": float(threshold),
+            "n_images": n,
+            "n_defective_images": n_defective,
+            "n_good_images": n_good,
+            "dice": _ratio(2 * TP, 2 * TP + FP + FN, 1.0),
+            "iou": _ratio(TP, TP + FP + FN, 1.0),
+            "dice_mean": float(dice_img.mean()) if n else None,
+            "iou_mean": float(iou_img.mean()) if n else None,
+            "pixel_precision": _ratio(TP, TP + FP, 1.0 if TP + FN == 0 else 0.0),
+            "pixel_recall": _ratio(TP, TP + FN, 1.0),
+            "n_defects": n_defects,
+            "defects_found": found_total,
+            "defect_recall": _ratio(found_total, n_defects, 1.0) if n_defects else None,
+            "defect_recall_ci95": list(wilson_interval(found_total, n_defects)) if n_defects else None,
+            "fp_blobs": fp_blobs,
+            "fp_blobs_per_image": _ratio(fp_blobs, n, 0.0),
+            "escapes": escapes,
+            "escape_rate": _ratio(escapes, n_defective, 0.0) if n_defective else None,
+            "overkills": overkills,
+            "overkill_rate": _ratio(overkills, n_good, 0.0) if n_good else None,
+            "recall_by_contrast": breakdown(self._by_contrast, float) if self._contrasts else None,
+            "recall_by_size": breakdown(self._by_size, lambda s: float(s.split("-")[0].rstrip("+"))),
+        }
+
+
+class F1Curve:
+    """Pixel F1 (micro Dice) at every threshold k / resolution, k = 1..resolution, summed over chunks.
+
+    Probabilities are quantised to the grid and histogrammed separately for GT-positive pixels and all pixels;
+    cumulative sums from the top give TP and predicted counts at every grid threshold exactly
+    (prob >= k/resolution ⇔ floor(prob·resolution) >= k). Histograms add, so a set scored in chunks has the
+    curve of the set scored whole.
+
+        curve = F1Curve()
+        for probs, masks in chunks:
+            curve.add(probs, masks)
+        curve.best_threshold()
+    """
+
+    def __init__(self, resolution: int = 10_000):
+        self.resolution = resolution
+        self._all = np.zeros(resolution + 1, np.int64)
+        self._pos = np.zeros(resolution + 1, np.int64)
+        self.defect_pixels = 0
+
+    def add(self, probs: np.ndarray, masks: np.ndarray) -> None:
+        """Histogram one chunk: probabilities and their {0, 1} masks, of the same size."""
+        p = np.asarray(probs, dtype=np.float32).ravel()
+        g = np.asarray(masks).ravel() > 0
+        if p.shape != g.shape:
+            raise ValueError(f"probabilities and masks differ in size: {np.shape(probs)} vs {np.shape(masks)}")
+        q = np.clip(np.floor(p * self.resolution), 0, self.resolution).astype(np.int64)
+        self._all += np.bincount(q, minlength=self.resolution + 1)
+        self._pos += np.bincount(q[g], minlength=self.resolution + 1)
+        self.defect_pixels += int(g.sum())
+
+    def curve(self) -> tuple[np.ndarray, np.ndarray]:
+        """(thresholds k / resolution, pixel F1 at each)."""
+        pred = np.cumsum(self._all[::-1])[::-1][1:]  # predicted pixels at thresholds k = 1..resolution
+        tp = np.cumsum(self._pos[::-1])[::-1][1:]
+        den = pred + self.defect_pixels
+        f1 = np.where(den > 0, 2.0 * tp / np.maximum(den, 1), 1.0)
+        thresholds = np.arange(1, self.resolution + 1, dtype=np.float64) / self.resolution
+        return thresholds, f1
+
+    def best_threshold(self) -> float:
+        """The threshold (on the grid, in (0, 1)) that maximises pixel F1 over everything added.
+
+        When several thresholds tie (a confident model is flat over a wide range), the median of the tied
+        thresholds is returned, which keeps the operating point away from the edges of the plateau. Without
+        any defect pixel F1 is only 1 where nothing is predicted, so the answer then is not meaningful.
+        """
+        t, f1 = self.curve()
+        t, f1 = t[:-1], f1[:-1]  # threshold 1.0 only predicts probabilities of exactly 1
+        best = np.flatnonzero(f1 >= f1.max())
+        return float(t[best[len(best) // 2]])
 
 
 def pixel_f1_curve(probs: np.ndarray, masks: np.ndarray, resolution: int = 10_000) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel F1 (micro Dice) at every threshold k / resolution, k = 1..resolution.
-
-    One pass: probabilities are quantised to the grid and histogrammed separately for GT-positive pixels
-    and all pixels; cumulative sums from the top give TP and predicted counts at every grid threshold
-    exactly (prob >= k/resolution ⇔ floor(prob·resolution) >= k), about 0.2 s for 200 images of 256².
-    """
-    p = np.asarray(probs, dtype=np.float32).ravel()
-    g = np.asarray(masks).ravel() > 0
-    if p.shape != g.shape:
-        raise ValueError(f"probabilities and masks differ in size: {np.shape(probs)} vs {np.shape(masks)}")
-    q = np.clip(np.floor(p * resolution), 0, resolution).astype(np.int64)
-    all_hist = np.bincount(q, minlength=resolution + 1)
-    pos_hist = np.bincount(q[g], minlength=resolution + 1)
-    pred = np.cumsum(all_hist[::-1])[::-1][1:]  # predicted pixels at thresholds k = 1..resolution
-    tp = np.cumsum(pos_hist[::-1])[::-1][1:]
-    n_pos = int(g.sum())
-    den = pred + n_pos
-    f1 = np.where(den > 0, 2.0 * tp / np.maximum(den, 1), 1.0)
-    thresholds = np.arange(1, resolution + 1, dtype=np.float64) / resolution
-    return thresholds, f1
+    """Pixel F1 at every threshold k / resolution, k = 1..resolution, of a set in memory (:class:`F1Curve`;
+    about 0.2 s for 200 images of 256²)."""
+    curve = F1Curve(resolution)
+    curve.add(probs, masks)
+    return curve.curve()
 
 
 def f1_best_threshold(probs: np.ndarray, masks: np.ndarray, resolution: int = 10_000) -> float:
-    """The threshold (on a 1/resolution grid, in (0, 1)) that maximises pixel F1 over the whole set.
-
-    When several thresholds tie (a confident model is flat over a wide range), the median of the tied
-    thresholds is returned, which keeps the operating point away from the edges of the plateau. Without
-    any defect pixel F1 is only 1 where nothing is predicted, so the answer then is not meaningful.
-    """
-    t, f1 = pixel_f1_curve(probs, masks, resolution)
-    t, f1 = t[:-1], f1[:-1]  # threshold 1.0 only predicts probabilities of exactly 1
-    best = np.flatnonzero(f1 >= f1.max())
-    return float(t[best[len(best) // 2]])
+    """The threshold (on a 1/resolution grid, in (0, 1)) that maximises pixel F1 over a set in memory
+    (:meth:`F1Curve.best_threshold`: ties go to the median of the plateau)."""
+    curve = F1Curve(resolution)
+    curve.add(probs, masks)
+    return curve.best_threshold()

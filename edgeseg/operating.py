@@ -43,6 +43,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edgeseg.data.dataset import CHUNK
 from edgeseg.data.synth import generate_batch, validation_config
 from edgeseg.errors import EdgesegError
 from edgeseg.metrics import FP_OVERLAP, HIT_FRACTION, MIN_BLOB, GroundTruth, overlaps
@@ -287,13 +288,14 @@ def fitting_set(seed: int = DEFAULT_SEED, count: int = DEFAULT_COUNT, image_size
 
 def fit_on(predict: Callable[[np.ndarray], np.ndarray], defect: np.ndarray, masks: np.ndarray, good: np.ndarray,
            budget: float = DEFAULT_BUDGET, defect_groups: Sequence[str] | None = None,
-           good_groups: Sequence[str] | None = None, chunk: int = 250, progress: Progress = silent,
+           good_groups: Sequence[str] | None = None, chunk: int = CHUNK, progress: Progress = silent,
            prefer: str = "balanced", min_dice: float = 0.0) -> dict[str, Any]:
     """Run ``predict`` ((N, H, W) uint8 images → (N, H, W) probabilities) on images with defects (``masks``
     their labels) and defect-free ones, ``chunk`` images at a time, sweep and choose (:func:`choose` under
     ``prefer`` and ``min_dice``). The result is a manifest's ``operating_point``: budget, preference, Dice floor,
     within_budget, the chosen point, and the whole sweep (what a stricter budget would cost). ``progress`` is
-    called with images done."""
+    called with images done. The images and masks may be :class:`~edgeseg.data.dataset.ImageStack` s: a set on
+    disk is then read a chunk at a time, and memory does not grow with it."""
     check_choice(budget, prefer, min_dice)  # fail before the predictions, not after
     tally = Tally()
     total, done = len(defect) + len(good), 0
@@ -301,9 +303,10 @@ def fit_on(predict: Callable[[np.ndarray], np.ndarray], defect: np.ndarray, mask
         groups = list(groups) if groups is not None else None
         for s in range(0, len(images), chunk):
             part = slice(s, s + chunk)
-            tally.add(predict(images[part]), None if labels is None else labels[part],
+            probs = predict(np.asarray(images[part]))  # an ImageStack reads the chunk from disk here
+            tally.add(probs, None if labels is None else np.asarray(labels[part]),
                       None if groups is None else groups[part])
-            done += len(images[part])
+            done += len(probs)
             progress(done, total, "")
     points = tally.points()
     best, within = choose(points, budget, prefer, min_dice)

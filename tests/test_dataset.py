@@ -8,7 +8,15 @@ import cv2
 import numpy as np
 import pytest
 
-from edgeseg.data.dataset import ensure_replaceable, load_dataset, load_images, natural_key, write_dataset
+from edgeseg.data.dataset import (
+    ImageStack,
+    ensure_replaceable,
+    load_dataset,
+    load_good,
+    load_images,
+    natural_key,
+    write_dataset,
+)
 from edgeseg.data.synth import PRESETS, SynthConfig, generate
 from edgeseg.errors import BadInput
 
@@ -56,9 +64,40 @@ def test_seed_layout_without_manifest_and_01_labels(tmp_path):
     ds = load_dataset(root)
     assert ds.names == ["1.png", "2.png", "10.png"]
     assert ds.defects is None and ds.config is None
-    assert ds.masks.max() == 1
+    assert np.asarray(ds.masks).max() == 1
     images, names = load_images(root, limit=2)
     assert names == ["1.png", "2.png"] and images.shape == (2, 32, 32)
+
+
+def test_a_set_is_checked_whole_then_read_as_it_is_used(small_set):
+    """load_dataset keeps no pixels: its stacks read from disk on indexing, and chunks() walks the set in
+    in-memory parts whose manifest defects follow them."""
+    ds = load_dataset(small_set)
+    whole = np.asarray(ds.images)
+    assert isinstance(ds.images, ImageStack) and isinstance(ds.masks, ImageStack)
+    assert np.array_equal(ds.images[-1], whole[11]) and np.array_equal(ds.images[3:5], whole[3:5])
+    assert np.array_equal(ds.images[[7, 2]], whole[[7, 2]])
+    assert np.array_equal(np.stack(list(ds.images)), whole)
+    with pytest.raises(IndexError):
+        ds.images[12]
+    parts = list(ds.chunks(5))
+    assert [len(p) for p in parts] == [5, 5, 2] and isinstance(parts[0].images, np.ndarray)
+    assert np.array_equal(np.concatenate([p.masks for p in parts]), np.asarray(ds.masks))
+    assert [d for p in parts for d in p.defects] == ds.defects and parts[2].names == ["10.png", "11.png"]
+    assert ds.masks.any() == bool(np.asarray(ds.masks).any())
+    cv2.imwrite(str(small_set / "images" / "4.png"), np.zeros((20, 32), np.uint8))  # changed after loading
+    with pytest.raises(BadInput, match=r"4\.png is 32x20 but the set's images are 32x32"):
+        list(ds.chunks(5))
+
+
+def test_unlabelled_good_images_read_lazily_with_empty_masks(small_set, tmp_path):
+    folder = tmp_path / "passed"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"{i}.png").write_bytes((small_set / "images" / f"{i}.png").read_bytes())
+    good = load_good(folder)
+    assert isinstance(good.images, ImageStack) and good.masks.shape == (3, 32, 32) and not good.masks.any()
+    assert np.array_equal(np.asarray(good.images), load_images(folder)[0])
 
 
 def test_gray_stored_as_colour_is_converted(tmp_path):

@@ -175,13 +175,13 @@ def test_eval_bad_data_is_one_line_naming_the_file(sets, tmp_path, how):
 
 
 @pytest.mark.parametrize("model, words", [
-    ("nosuch", "model file not found: nosuch"),
+    ("nosuch.onnx", "model file not found: nosuch.onnx"),
     ("text.keras", "is not a Keras model"),
     ("text.onnx", "is not a usable ONNX model"),
     ("model.txt", "cannot tell the backend"),
 ])
 def test_eval_bad_model_is_one_line(sets, tmp_path, model, words):
-    if model != "nosuch":
+    if model != "nosuch.onnx":
         (tmp_path / model).write_text("not a model\n")
         model = str(tmp_path / model)
     r = cli.invoke(app, ["eval", "--model", model, "--data", str(sets["defects"]), "-q"])

@@ -156,6 +156,20 @@ def test_f1_curve_matches_direct_counts():
     assert compute(probs, masks, best)["dice"] == pytest.approx(f1[:-1].max())
 
 
+def test_f1_curve_summed_over_parts_is_the_curve_of_the_whole():
+    from edgeseg.metrics import F1Curve
+
+    rng = np.random.default_rng(1)
+    masks = (rng.random((7, 16, 16)) < 0.2).astype(np.uint8)
+    probs = np.clip(masks * 0.3 + rng.random((7, 16, 16)) * 0.7, 0, 1).astype(np.float32)
+    curve = F1Curve()
+    for a, b in ((0, 1), (1, 5), (5, 7)):
+        curve.add(probs[a:b], masks[a:b])
+    thresholds, f1 = pixel_f1_curve(probs, masks)
+    assert np.array_equal(curve.curve()[1], f1) and curve.defect_pixels == int(masks.sum())
+    assert curve.best_threshold() == f1_best_threshold(probs, masks)
+
+
 def test_recall_comes_with_its_wilson_interval():
     # Published values: 0 of 10 → [0, 0.2775]; 10 of 10 → [0.7225, 1]; and the demo's 381 of 386 (0.987) is
     # compatible with a true recall of 0.99 — a 200-image set cannot decide a 0.99 target.

@@ -60,8 +60,9 @@ def test_suffixes_and_names_are_checked():
         backend_of("m.onnx", "keras")
     with pytest.raises(EdgesegError, match="unknown backend 'nope'"):
         backend_of("m.onnx", "nope")
-    with pytest.raises(EdgesegError, match="model file not found"):
-        load_runner("missing.onnx")
+    for missing in ("missing.onnx", "missing"):  # a missing file is said as such, whatever its suffix
+        with pytest.raises(EdgesegError, match="model file not found"):
+            load_runner(missing)
     with pytest.raises(ValueError, match=r"\.onnx is already read by onnxruntime"):
         register(BackendInfo("other", "x:Y", (".onnx",)))
 

@@ -9,13 +9,20 @@ files (corrupt or truncated PNG, colour image, sizes that differ, a label that i
 label, an empty folder) raises :class:`BadInput` with one line naming the file, so the CLI can say exactly
 what to fix.
 
-    ds = load_dataset("data/test")       # ds.images (N, H, W) uint8, ds.masks (N, H, W) {0, 1}
+A set is checked whole when it is opened, then read from disk as it is used: ``ds.images`` and ``ds.masks``
+are :class:`ImageStack` s, and the commands that score a set walk it ``CHUNK`` images at a time
+(:meth:`Dataset.chunks`), so their memory does not grow with the number of images.
+
+    ds = load_dataset("data/test")       # ds.images (N, H, W) uint8, ds.masks (N, H, W) {0, 1}, read lazily
+    for part in ds.chunks():             # in-memory Datasets of up to CHUNK images
+        part.images, part.masks
     write_dataset("data/new", preset("test"), count=50, seed=7)
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,14 +37,67 @@ from edgeseg.progress import Progress, silent
 
 IMAGE_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: Images a streaming command holds at a time. 64 images of 256² keep a chunk's arrays (images, labels,
+#: probabilities, component labels, histogram indices) near 100 MB; larger chunks buy no speed, because
+#: inference runs in batches of its own size and the metrics work image by image.
+CHUNK = 64
+
+
+class ImageStack:
+    """The (N, H, W) uint8 images — or labels — of a folder, read from disk when indexed, so that a stack of any
+    length costs only the memory of the slice in hand.
+
+    ``stack[i]`` is one (H, W) image, ``stack[a:b]`` (or a list of indices) an (n, H, W) array, iteration yields
+    one image at a time, and ``np.asarray(stack)`` reads them all (for small sets and tests).
+    """
+
+    def __init__(self, read: Callable[[int], np.ndarray], count: int, size: tuple[int, int]):
+        self._read = read
+        self.shape = (count, *size)
+        self.dtype = np.dtype(np.uint8)
+        self.ndim = 3
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self._stack(range(*index.indices(len(self))))
+        if isinstance(index, (int, np.integer)):
+            i = int(index) + (len(self) if index < 0 else 0)
+            if not 0 <= i < len(self):
+                raise IndexError(f"image {index} of a stack of {len(self)}")
+            return self._read(i)
+        return self._stack([int(i) for i in np.asarray(index).ravel()])
+
+    def _stack(self, indices: Sequence[int]) -> np.ndarray:
+        out = np.empty((len(indices), *self.shape[1:]), self.dtype)
+        for k, i in enumerate(indices):
+            out[k] = self[i]
+        return out
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for i in range(len(self)):
+            yield self._read(i)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        a = self[:]
+        return a if dtype is None else a.astype(dtype)
+
+    def any(self) -> bool:
+        """Whether any pixel is nonzero (for labels: whether the set has a defect), stopping at the first."""
+        return any(img.any() for img in self)
 
 
 @dataclass
 class Dataset:
-    """Images with their masks, as arrays, plus what the manifest says about them (when there is one)."""
+    """Images with their masks plus what the manifest says about them (when there is one).
 
-    images: np.ndarray  # (N, H, W) uint8
-    masks: np.ndarray  # (N, H, W) uint8 in {0, 1}
+    ``images`` and ``masks`` are arrays or, for a set opened from disk, :class:`ImageStack` s of the same shape.
+    """
+
+    images: np.ndarray | ImageStack  # (N, H, W) uint8
+    masks: np.ndarray | ImageStack  # (N, H, W) uint8 in {0, 1}
     names: list[str]
     #: Per image, the drawn defects (x, y, w, h, shape, contrast, angle) from the manifest, else None.
     defects: list[list[dict]] | None
@@ -47,6 +107,16 @@ class Dataset:
 
     def __len__(self) -> int:
         return len(self.names)
+
+    def chunks(self, size: int = CHUNK) -> Iterator[Dataset]:
+        """The set as consecutive in-memory Datasets of up to ``size`` images each (the last may be shorter),
+        read from disk one chunk at a time."""
+        if size < 1:
+            raise ValueError(f"chunk size must be at least 1, got {size}")
+        for start in range(0, len(self), size):
+            part = slice(start, start + size)
+            yield Dataset(np.asarray(self.images[part]), np.asarray(self.masks[part]), self.names[part],
+                          None if self.defects is None else self.defects[part], self.config, self.path)
 
 
 def natural_key(name: str) -> list:
@@ -120,21 +190,47 @@ def _image_files(folder: Path, limit: int | None) -> list[Path]:
     return files[:limit] if limit else files
 
 
-def _stack(images: list[np.ndarray], files: list[Path]) -> np.ndarray:
-    first = images[0].shape
-    for img, f in zip(images, files):
-        if img.shape != first:
+def _same_size(shapes: list[tuple[int, ...]], files: list[Path]) -> tuple[int, int]:
+    first = shapes[0]
+    for shape, f in zip(shapes, files):
+        if shape != first:
             raise BadInput(
-                f"{f} is {img.shape[1]}x{img.shape[0]} but {files[0].name} is {first[1]}x{first[0]}; "
+                f"{f} is {shape[1]}x{shape[0]} but {files[0].name} is {first[1]}x{first[0]}; "
                 "all images of a set must have the same size"
             )
-    return np.stack(images)
+    return first[0], first[1]
+
+
+def _checked_images(files: list[Path]) -> tuple[int, int]:
+    """Read every image once (and let it go) so that a bad file fails now, not halfway through a run; their
+    common (H, W)."""
+    return _same_size([read_gray(f).shape for f in files], files)
+
+
+def _reader(files: list[Path], size: tuple[int, int]) -> Callable[[int], np.ndarray]:
+    def read(i: int) -> np.ndarray:
+        img = read_gray(files[i])
+        if img.shape != size:  # the file changed since the set was checked
+            raise BadInput(f"{files[i]} is {img.shape[1]}x{img.shape[0]} but the set's images are "
+                           f"{size[1]}x{size[0]}")
+        return img
+
+    return read
+
+
+def open_images(path: str | Path, limit: int | None = None) -> tuple[ImageStack, list[str]]:
+    """Unlabelled images of a folder (either layout), natural-sorted and checked, read lazily: (stack, names)."""
+    files = _image_files(image_dir(path), limit)
+    size = _checked_images(files)
+    return ImageStack(_reader(files, size), len(files), size), [f.name for f in files]
 
 
 def load_images(path: str | Path, limit: int | None = None) -> tuple[np.ndarray, list[str]]:
-    """Unlabelled images of a folder (either layout), natural-sorted: ((N, H, W) uint8, names)."""
+    """Unlabelled images of a folder (either layout), natural-sorted, in memory: ((N, H, W) uint8, names)."""
     files = _image_files(image_dir(path), limit)
-    return _stack([read_gray(f) for f in files], files), [f.name for f in files]
+    images = [read_gray(f) for f in files]
+    _same_size([img.shape for img in images], files)
+    return np.stack(images), [f.name for f in files]
 
 
 def _find_label(labels: Path, image: Path) -> Path:
@@ -149,19 +245,30 @@ def _find_label(labels: Path, image: Path) -> Path:
 
 
 def load_dataset(path: str | Path, limit: int | None = None) -> Dataset:
-    """A labelled set in our layout or the seed's, with or without a manifest (see the module docstring)."""
+    """A labelled set in our layout or the seed's, with or without a manifest (see the module docstring).
+
+    Every image and label is read once here and checked (a bad file fails before any model runs), but none
+    is kept: the returned set reads them again as it is used (:class:`ImageStack`).
+    """
     root = Path(path)
     folder = image_dir(root)
     labels = label_dir(root)
     if labels is None:
         raise BadInput(f"{root} has no labels: expected {root / 'labels'} (or the seed's {root / 'label'})")
     files = _image_files(folder, limit)
-    images = [read_gray(f) for f in files]
-    stacked = _stack(images, files)
-    masks = np.stack([read_label(_find_label(labels, f), img.shape, f) for f, img in zip(files, images)])
+    size = _checked_images(files)
+    label_files = []
+    for f in files:
+        label_files.append(_find_label(labels, f))
+        read_label(label_files[-1], size, f)
+
+    def read_mask(i: int) -> np.ndarray:
+        return read_label(label_files[i], size, files[i])
+
     names = [f.name for f in files]
     defects, config = _manifest_info(root, names)
-    return Dataset(stacked, masks, names, defects, config, root)
+    return Dataset(ImageStack(_reader(files, size), len(files), size), ImageStack(read_mask, len(files), size),
+                   names, defects, config, root)
 
 
 def load_good(path: str | Path, limit: int | None = None) -> Dataset:
@@ -169,8 +276,10 @@ def load_good(path: str | Path, limit: int | None = None) -> Dataset:
     unlabelled images in either layout — what a line collects from parts that passed — taken as defect-free."""
     if label_dir(path) is not None:
         return load_dataset(path, limit)
-    images, names = load_images(path, limit)
-    return Dataset(images, np.zeros_like(images), names, None, None, Path(path))
+    images, names = open_images(path, limit)
+    size = images.shape[1:]
+    return Dataset(images, ImageStack(lambda i: np.zeros(size, np.uint8), len(images), size), names, None, None,
+                   Path(path))
 
 
 def _manifest_info(root: Path, names: list[str]) -> tuple[list[list[dict]] | None, dict | None]:

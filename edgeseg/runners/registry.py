@@ -107,10 +107,10 @@ def backend_of(model: str | Path, backend: str | None = None) -> BackendInfo:
 def load_runner(model: str | Path, backend: str | None = None, **options: Any) -> "Runner":
     """The runner for ``model`` (a file, or a file-less backend's name such as ``classical``), not yet
     activated. Raises :class:`EdgesegError` for a missing file or a backend that cannot read it."""
+    fileless = str(model) in BACKENDS and not BACKENDS[str(model)].suffixes
+    if not fileless and not (backend and not info(backend).suffixes) and not Path(model).exists():
+        raise EdgesegError(f"model file not found: {model}")
     chosen = backend_of(model, backend)
     if chosen.suffixes:
-        path = Path(model)
-        if not path.exists():
-            raise EdgesegError(f"model file not found: {path}")
-        return chosen.runner_class()(path, **options)
+        return chosen.runner_class()(Path(model), **options)
     return chosen.runner_class()(**options)
