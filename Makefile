@@ -9,7 +9,7 @@ RUN    ?= runs/demo
 CUDA_ROOT ?= /usr/local/cuda
 DATA   ?= $(RUN)/data
 
-.PHONY: setup demo test test-gpu gpu-check onnx calib engines bench bench-overhead bench-nets bench-stream jetson-setup clean help docs
+.PHONY: setup demo test test-gpu gpu-check onnx calib engines bench bench-overhead bench-nets bench-stream jetson-setup clean help docs deploy-configs
 
 help:
 	@echo "make demo      generate → train → evaluate → export → FP16/INT8 → compare, on the CPU ($(RUN)/)"
@@ -134,3 +134,18 @@ clean:
 # The result tables of README.md and docs/*.md, rendered from $(RUN)'s JSON (tables whose JSON is missing stay as they are).
 docs:
 	$(BIN)/python -m edgeseg.docs_tables --run $(RUN) README.md docs/*.md
+
+# Serving configs (edgeseg.serving) under $(DEPLOY): a Triton model repository with the demo's FP32 and INT8 ONNX
+# files (the fitted threshold built in as a uint8 mask output) and every engine in engines/ (a plan keyed by its
+# compute capability), and DeepStream nvinfer configs. Preferred batch: $(RUN)/bench.json's saturation when
+# `make bench` wrote it, an engine's profile OPT, else 8.
+DEPLOY       ?= $(RUN)/deploy
+DEPLOY_BENCH  = $(if $(wildcard $(RUN)/bench.json),--bench $(RUN)/bench.json)
+deploy-configs: setup
+	@test -f $(RUN)/model.onnx -a -f $(RUN)/model.int8.onnx || { echo "no $(RUN)/model.onnx or model.int8.onnx: run make demo (or make onnx) first"; exit 1; }
+	$(BIN)/edgeseg export-triton --model $(RUN)/model.onnx --repo $(DEPLOY)/triton --mask-output --force $(DEPLOY_BENCH)
+	$(BIN)/edgeseg export-triton --model $(RUN)/model.int8.onnx --repo $(DEPLOY)/triton --mask-output --force $(DEPLOY_BENCH)
+	$(BIN)/edgeseg export-deepstream --model $(RUN)/model.onnx --out $(DEPLOY)/deepstream --force
+	for engine in $(wildcard engines/*.engine); do name=$$(basename $$engine .engine); \
+	  $(BIN)/edgeseg export-triton --model $$engine --repo $(DEPLOY)/triton --force || exit 1; \
+	  $(BIN)/edgeseg export-deepstream --model $$engine --out $(DEPLOY)/deepstream-$$name --force || exit 1; done

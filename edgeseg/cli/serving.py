@@ -1,0 +1,103 @@
+"""``edgeseg export-triton`` and ``export-deepstream``: an edgeseg model as the servers plants run read it.
+Thin commands over :mod:`edgeseg.serving`; no heavy import at module level."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from edgeseg.cli.common import console, parse_int_list, user_errors
+from edgeseg.errors import EdgesegError
+
+_TRITON_EPILOG = """\
+Examples:
+
+  edgeseg export-triton --model runs/demo/model.onnx --repo deploy/triton --mask-output
+
+  edgeseg export-triton --model runs/demo/model.int8.onnx --repo deploy/triton --bench runs/demo/bench.json
+
+  edgeseg export-triton --model engines/model.int8.engine --repo deploy/triton --instances 2
+
+Writes REPO/NAME/config.pbtxt, REPO/NAME/1/model.onnx (or 1/model.plan) and REPO/NAME/manifest.json; then
+tritonserver --model-repository REPO. Names, types and shapes come from the model (an engine's from its manifest
+and the ONNX file it was built from); --max-batch stays within an engine's profile; the preferred batch is where
+--bench found throughput stops growing, else the engine profile's OPT, else 8. --mask-output (ONNX) adds output
+mask = uint8(prob >= fitted threshold) to the graph and keeps prob; the mask rule (hysteresis, minimum blob
+area) stays with the client and is recorded in manifest.json.
+"""
+
+_DEEPSTREAM_EPILOG = """\
+Examples:
+
+  edgeseg export-deepstream --model runs/demo/model.onnx --out deploy/deepstream
+
+  edgeseg export-deepstream --model engines/model.int8.engine --out deploy/deepstream-int8 --batch-size 8
+
+Writes OUT/config_infer_primary_edgeseg.txt (a Gst-nvinfer [property] group: network-type=2, gray input as
+raw 0..255 levels, NHWC, segmentation-threshold = the fitted threshold), OUT/labels.txt and a copy of the model;
+point nvinfer's config-file-path at the config. nvinfer thresholds the probabilities itself: pass the model
+without a mask output.
+"""
+
+
+@user_errors
+def export_triton(
+    model: Path = typer.Option(..., "--model", help="ONNX file (model.onnx, model.int8.onnx, ...) or edgeseg engine (.engine)."),
+    repo: Path = typer.Option(..., "--repo", help="The Triton model repository (created if missing)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Model name in the repository (default from the file: model_int8, model_int8_plan)."),
+    max_batch: Optional[int] = typer.Option(None, "--max-batch", help="max_batch_size (default: an engine's profile MAX, else 32)."),
+    instances: int = typer.Option(1, "--instances", help="Model instances (instance_group count)."),
+    instance_kind: str = typer.Option("auto", "--instance-kind", help="auto (GPU for engines, CPU for ONNX) | cpu | gpu."),
+    preferred_batch: Optional[str] = typer.Option(None, "--preferred-batch", help="Preferred batch sizes, e.g. 4,8,16."),
+    bench: Optional[Path] = typer.Option(None, "--bench", help="edgeseg bench --json report: prefer its saturation batch."),
+    max_queue_delay_us: int = typer.Option(100, "--max-queue-delay-us", help="How long a request may wait to be batched (µs)."),
+    mask_output: bool = typer.Option(False, "--mask-output", help="ONNX: also output mask = uint8(prob >= fitted threshold)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing REPO/NAME."),
+) -> None:
+    """A Triton model-repository entry (config.pbtxt + model) for an ONNX file or engine."""
+    from edgeseg.serving.triton import InstanceKind, TritonOptions, export_triton as export
+
+    if preferred_batch is not None and bench is not None:
+        raise EdgesegError("choose one of --preferred-batch or --bench")
+    options = TritonOptions(
+        name=name, max_batch=max_batch, instances=instances, kind=_choice(instance_kind, InstanceKind, "--instance-kind"),
+        preferred_batch=tuple(parse_int_list(preferred_batch, "--preferred-batch")) if preferred_batch else None,
+        max_queue_delay_us=max_queue_delay_us, bench=bench, mask_output=mask_output, force=force)
+    result = export(model, repo, options)
+    m = result.model
+    extra = f", outputs prob + {result.mask_output} (uint8)" if result.mask_output else ""
+    console.print(f"wrote {result.path} ({m.platform}, max batch {m.max_batch}, preferred "
+                  f"{','.join(map(str, m.preferred))} from {m.preferred_source}, {m.instances}× {m.kind}{extra})",
+                  highlight=False, soft_wrap=True)
+
+
+@user_errors
+def export_deepstream(
+    model: Path = typer.Option(..., "--model", help="ONNX file or edgeseg engine (.engine) with one probability output."),
+    out: Path = typer.Option(..., "--out", help="Folder to write the nvinfer config, labels and model to."),
+    batch_size: int = typer.Option(1, "--batch-size", help="nvinfer batch-size (frames per inference)."),
+    gpu_id: int = typer.Option(0, "--gpu-id", help="nvinfer gpu-id."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing OUT."),
+) -> None:
+    """A DeepStream Gst-nvinfer config (semantic segmentation) and labels file for a model."""
+    from edgeseg.serving.deepstream import export_deepstream as export
+
+    result = export(model, out, batch_size=batch_size, gpu_id=gpu_id, force=force)
+    p = result.properties
+    console.print(f"wrote {result.config} (network-mode {p['network-mode']}, batch-size {p['batch-size']}, "
+                  f"segmentation-threshold {p['segmentation-threshold']}) and {result.labels.name}",
+                  highlight=False, soft_wrap=True)
+
+
+def _choice(value: str, enum, option: str):
+    try:
+        return enum(value)
+    except ValueError:
+        raise EdgesegError(f"{option} must be one of {', '.join(e.value for e in enum)}, got {value!r}") from None
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export-triton", epilog=_TRITON_EPILOG)(export_triton)
+    app.command("export-deepstream", epilog=_DEEPSTREAM_EPILOG)(export_deepstream)

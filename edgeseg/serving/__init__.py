@@ -1,0 +1,12 @@
+"""Hand edgeseg's models to the inference servers plants already run: NVIDIA Triton and DeepStream.
+
+edgeseg writes no server of its own. It writes what those servers read, from what the model files say:
+
+* :mod:`~edgeseg.serving.signature` — a model's inputs, outputs, batch range and operating point, read from an
+  ONNX file or from an engine's manifest;
+* :mod:`~edgeseg.serving.mask` — the fitted threshold put into the ONNX graph, so the file also outputs the
+  uint8 defect mask;
+* :mod:`~edgeseg.serving.triton` — a Triton model-repository entry (``config.pbtxt`` + ``1/model.onnx`` or
+  ``1/model.plan``);
+* :mod:`~edgeseg.serving.deepstream` — a Gst-nvinfer config and its labels file.
+"""
