@@ -35,7 +35,7 @@ Examples:
 
   edgeseg export-deepstream --model engines/model.int8.engine --out deploy/deepstream-int8 --batch-size 8
 
-Writes OUT/config_infer_primary_edgeseg.txt (a Gst-nvinfer [property] group: network-type=2, gray input as
+Writes OUT/config_infer_primary_edgeseg.txt (a Gst-nvinfer \\[property] group: network-type=2, gray input as
 raw 0..255 levels, NHWC, segmentation-threshold = the fitted threshold), OUT/labels.txt and a copy of the model;
 point nvinfer's config-file-path at the config. nvinfer thresholds the probabilities itself: pass the model
 without a mask output.
