@@ -1,15 +1,18 @@
 """Atomic artifact writing and the JSON manifest that sits beside every artifact.
 
 Every file edgeseg produces (dataset, model, ONNX, engine, report) is written to a temporary file in the
-same folder and renamed into place, so a crash never leaves half an artifact; and every artifact gets a
-``<artifact>.json`` (or ``manifest.json`` for folders) saying how it was made: config, versions, input
-hashes, time and machine.
+same folder and renamed into place, so a crash never leaves half an artifact: a full disk is one line and
+the temporary file is removed, and one that a killed writer left is removed by the next writer (see
+:mod:`edgeseg.locks`). Files get the permissions the umask gives, like any file the user creates.
+Every artifact gets a ``<artifact>.json`` (or ``manifest.json`` for folders) saying how it was made:
+config, versions, input hashes, time and machine.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import hashlib
 import json
 import os
@@ -27,6 +30,35 @@ from edgeseg.errors import EdgesegError
 _RECORDED = ("numpy", "cv2", "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "tensorrt", "pycuda")
 
 
+class WriteError(EdgesegError):
+    """Writing an artifact failed (disk full, quota, read-only file system…); nothing half-written is left."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        super().__init__(f"cannot write {path}: {reason}")
+        self.path, self.reason = Path(path), reason
+
+
+def umask() -> int:
+    """The process umask, read without changing it (``os.umask`` sets it, racing other threads' files)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def _reason(e: OSError) -> str:
+    text = e.strerror or str(e)
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        text += " (free some space or choose another path)"
+    return text
+
+
 def check_writable(path: str | os.PathLike) -> None:
     """Raise a one-line :class:`EdgesegError` when ``path`` cannot be written: a file where one of its folders
     would be, or a folder without write permission. Nothing is created; commands call it before long work."""
@@ -37,7 +69,16 @@ def check_writable(path: str | os.PathLike) -> None:
     if not folder.is_dir():
         raise EdgesegError(f"cannot write {path}: {folder} is a file, not a folder")
     if not os.access(folder, os.W_OK):
+        if _read_only(folder):
+            raise EdgesegError(f"cannot write {path}: {folder} is on a read-only file system")
         raise EdgesegError(f"cannot write {path}: no permission to write in {folder}")
+
+
+def _read_only(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def _writable_parent(path: Path) -> None:
@@ -46,46 +87,83 @@ def _writable_parent(path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise EdgesegError(f"cannot write {path}: {e.strerror or e}") from None
+        raise WriteError(path, _reason(e)) from None
+
+
+def _remove(path: Path) -> None:
+    """Remove a file or a folder tree, if there is one."""
+    with contextlib.suppress(OSError):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
-    ``suffix`` keeps the file ending for writers that choose the format from it (Keras, cv2).
+    ``suffix`` keeps the file ending for writers that choose the format from it (Keras, cv2). The output's
+    lock is held meanwhile (:func:`edgeseg.locks.lock`); the file gets the permissions of the umask, like any
+    file the user creates; an OSError (disk full, quota, read-only) becomes a :class:`WriteError`, and the
+    temporary file is removed whatever happens.
     """
+    from edgeseg.locks import lock
+
     path = Path(path)
     _writable_parent(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix, dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, path)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+    if path.is_dir() or (path.exists() and not path.is_file()):
+        raise WriteError(path, f"it is {'a folder' if path.is_dir() else 'not a regular file'}")
+    with lock(path):
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix, dir=path.parent)
+            os.close(fd)
+        except OSError as e:
+            raise WriteError(path, _reason(e)) from None
+        tmp_path = Path(tmp)
+        try:
+            yield tmp_path
+            os.chmod(tmp_path, 0o666 & ~umask())  # mkstemp makes it 0600: others could not read the model
+            os.replace(tmp_path, path)
+        except OSError as e:
+            raise WriteError(path, _reason(e)) from None
+        finally:
+            _remove(tmp_path)
 
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary folder beside ``path``; it replaces ``path`` only if the block succeeds."""
+    """Yield a temporary folder beside ``path``; it replaces ``path`` only if the block succeeds.
+
+    As :func:`atomic_path`: the lock is held, the folder gets the umask's permissions, OSErrors become a
+    :class:`WriteError` and the temporary folder is removed. The previous folder is moved to ``.<name>.old``
+    for the swap; a failed or interrupted swap puts it back.
+    """
+    from edgeseg.locks import lock
+
     path = Path(path)
     _writable_parent(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        yield tmp
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
+    with lock(path):
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        except OSError as e:
+            raise WriteError(path, _reason(e)) from None
+        old = path.with_name(f".{path.name}.old")
+        try:
+            yield tmp
+            os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes it 0700
+            if os.path.lexists(path):
+                os.replace(path, old)
             os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        except OSError as e:
+            raise WriteError(path, _reason(e)) from None
+        except WriteError as e:  # a file inside the temporary folder: name the folder the user asked for
+            raise WriteError(path, e.reason) from None
+        finally:
+            if not os.path.lexists(path) and os.path.lexists(old):
+                os.replace(old, path)
+            _remove(old)
+            _remove(tmp)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -193,8 +271,19 @@ def manifest(kind: str, config: dict[str, Any], inputs: dict[str, str] | None = 
 
 def write_manifest(artifact: str | os.PathLike, kind: str, config: dict[str, Any],
                    inputs: dict[str, str] | None = None, **extra: Any) -> Path:
-    """Write the manifest beside ``artifact`` (including the artifact's own sha256 when it is a file)."""
+    """Write the manifest beside ``artifact`` (including the artifact's own sha256 when it is a file).
+
+    Called right after the artifact is written. When the manifest cannot be written (disk full), the artifact
+    is removed as well: a model without its manifest would run at the default threshold and mask rule.
+    """
     p = Path(artifact)
     if p.is_file():
         extra.setdefault("sha256", sha256_file(p))
-    return write_json(manifest_path(p), manifest(kind, config, inputs, **extra))
+    try:
+        return write_json(manifest_path(p), manifest(kind, config, inputs, **extra))
+    except WriteError as e:
+        if p.is_file():
+            _remove(p)
+            raise WriteError(e.path, f"{e.reason}; removed {p} too (without its manifest it would run at the "
+                             "default threshold)") from None
+        raise

@@ -49,7 +49,22 @@ def _register() -> None:
 _register()
 
 
+def _stop(signum: int, frame) -> None:
+    """SIGTERM and SIGHUP end a command the way Ctrl-C does: the atomic writers' ``finally`` blocks remove
+    their temporary files and release their locks. Later signals are ignored so that clean-up can finish."""
+    import signal
+
+    for s in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    """The ``edgeseg`` console script."""
+    import signal
+
+    for s in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, _stop)
     app()
 
 

@@ -12,7 +12,8 @@ from typing import Optional
 
 import typer
 
-from edgeseg.cli.common import console, err_console, parse_int_list, progress_bar, user_errors
+from edgeseg.cli.common import (claim_outputs, console, err_console, force_option, parse_int_list, progress_bar,
+                                report_output, user_errors)
 from edgeseg.errors import EdgesegError
 from edgeseg.types import Backend
 
@@ -36,6 +37,7 @@ def bench(
     plot_out: Optional[Path] = typer.Option(None, "--plot", help="Write images/s and p99 latency vs batch size as PNG."),
     baseline: bool = typer.Option(False, "--baseline", help="Measure the harness's own cost against a bare session.run loop (ONNX)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the generated images."),
+    force: bool = force_option(),
 ) -> None:
     """Benchmark single vs batched (or streaming) inference; JSON, table and plot.
 
@@ -57,6 +59,8 @@ def bench(
     for m in model:
         if m != "classical" and not Path(m).exists():
             raise EdgesegError(f"model file not found: {m}")
+    claim_outputs([report_output(json_out, artifact="bench"), report_output(plot_out, "--plot")],
+                  {"--model": model, "--data": data, "--accuracy": accuracy}, force)
     entries = report.load_accuracy(accuracy) if accuracy else None
     images = harness.bench_images(data=data) if data is not None else None
 

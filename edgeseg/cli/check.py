@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from edgeseg.cli.common import emit_report, user_errors
+from edgeseg.cli.common import claim_outputs, emit_report, force_option, report_output, user_errors
 
 
 class CheckTarget(str, Enum):
@@ -36,10 +36,12 @@ def check(
     models: list[Path] = typer.Argument(..., help="ONNX files to check."),
     target: CheckTarget = typer.Option(CheckTarget.tensorrt, "--target", help="What will run the files."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Write the violations as JSON here ('-' = stdout)."),
+    force: bool = force_option(),
 ) -> None:
     """Check ONNX files against what TensorRT's ONNX parser accepts (static: no TensorRT needed)."""
     from edgeseg.export.tensorrt_check import MAJORS, check_tensorrt, majors_text, rule_ids
 
+    claim_outputs([report_output(json_out)], {"model": models}, force)
     results = [(str(m), check_tensorrt(m, MAJORS)) for m in models]  # every file loads before any output
     passed = f"passes {len(rule_ids())} rules for TensorRT {majors_text(MAJORS)}"
     for name, violations in results:

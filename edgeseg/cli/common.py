@@ -1,4 +1,4 @@
-"""What every command shares: user-error handling, rich progress, option parsing, output."""
+"""What every command shares: user-error handling, rich progress, option parsing, the output policy, output."""
 
 from __future__ import annotations
 
@@ -20,20 +20,45 @@ err_console = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# One ExitStack per running command: what claim_outputs holds is released when the command ends, however.
+_commands: list[contextlib.ExitStack] = []
+
 
 def user_errors(fn: F) -> F:
-    """Turn an :class:`EdgesegError` into one line on stderr and exit code 1 (no traceback)."""
+    """Turn an :class:`EdgesegError` into one line on stderr and exit code 1 (no traceback); release what the
+    command held (:func:`claim_outputs`) when it ends."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            with contextlib.ExitStack() as stack:
+                _commands.append(stack)
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    _commands.pop()
         except EdgesegError as e:
             # The message is plain text: no rich markup ([...]) or emoji codes (:end:) inside it.
             err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True, emoji=False)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def force_option():
+    """``--force``, the same on every command that writes."""
+    return typer.Option(False, "--force", help="Replace an output that holds another artifact (a model, a "
+                        "manifest, a dataset's manifest, an earlier run). Inputs are never replaced.")
+
+
+def claim_outputs(outputs: list[Any], inputs: dict[str, Any] | None = None, force: bool = False) -> None:
+    """Check the command's outputs against what it reads (:func:`edgeseg.outputs.check_outputs`) before any
+    work, and hold their locks until the command ends. Outputs that are None (an option not given) or ``-``
+    (stdout) are skipped."""
+    from edgeseg.outputs import claim
+
+    outputs = [o for o in outputs if o is not None and str(o.path) != "-"]
+    _commands[-1].enter_context(claim(outputs, inputs, force))
 
 
 @contextlib.contextmanager
@@ -74,6 +99,17 @@ def parse_int_list(text: str, name: str = "list") -> list[int]:
     if not values or any(v <= 0 for v in values):
         raise EdgesegError(f"{name} must be comma-separated positive integers (e.g. 1,2,4), got {text!r}")
     return values
+
+
+def report_output(path: Any, option: str = "--json", artifact: str | None = None):
+    """A report file (``--json``, ``--plot``) as an output for :func:`claim_outputs`; None for none or stdout.
+    ``artifact``: the manifest kind the report itself carries (an earlier one may be replaced)."""
+    from edgeseg.outputs import Kind, Output
+
+    if not path or str(path) == "-":
+        return None
+    kind = Kind.plot if option == "--plot" else Kind.report
+    return Output(path, kind, option, artifact)
 
 
 def print_json(obj: Any) -> None:

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from edgeseg.cli.common import console, parse_range, progress_bar, user_errors
+from edgeseg.cli.common import claim_outputs, console, force_option, parse_range, progress_bar, user_errors
 from edgeseg.data.synth import Noise, Shape
 
 _EPILOG = """\
@@ -42,10 +42,12 @@ def generate(
     level_shift: Optional[str] = typer.Option(None, help="Background level shift from 112, LO:HI gray levels per image."),
     illumination: Optional[float] = typer.Option(None, help="Max peak-to-peak of a smooth lighting field (gray levels)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    force: bool = force_option(),
 ) -> None:
     """Generate a synthetic low-contrast defect dataset (faithful to the seed's make_image.py)."""
     from edgeseg.data.dataset import write_dataset
     from edgeseg.data.synth import preset as get_preset
+    from edgeseg.outputs import Kind, Output
 
     cfg = get_preset(preset)
     changes: dict = {}
@@ -66,6 +68,7 @@ def generate(
         if value is not None:
             changes[name] = value
     cfg = cfg.replace(**changes)
+    claim_outputs([Output(out, Kind.dataset)], force=force)
     with progress_bar("generate", enabled=not quiet) as progress:
         path = write_dataset(out, cfg, count, seed, progress)
     console.print(f"wrote {count} images to {path} (preset {preset}, seed {seed})", highlight=False, soft_wrap=True)

@@ -10,7 +10,8 @@ from typing import Any, Optional
 
 import typer
 
-from edgeseg.cli.common import console, emit_report, parse_int_list, progress_bar, user_errors
+from edgeseg.cli.common import (claim_outputs, console, emit_report, force_option, parse_int_list, progress_bar,
+                                report_output, user_errors)
 from edgeseg.errors import EdgesegError
 
 _EXPORT_EPILOG = """\
@@ -65,11 +66,14 @@ def export(
     opset: int = typer.Option(17, min=17, help="ONNX opset (17 or higher)."),
     image_size: int = typer.Option(256, "--image-size", min=8, help="Image side the deployed model takes."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    force: bool = force_option(),
 ) -> None:
     """Export a Keras model to ONNX (dynamic batch) and check it matches Keras."""
     from edgeseg.export.onnx import export_onnx
+    from edgeseg.outputs import Kind, Output
 
     out = out or model.with_suffix(".onnx")
+    claim_outputs([Output(out, Kind.model)], {"--model": model}, force)
     with progress_bar("export", enabled=not quiet) as progress:
         result = export_onnx(model, out, image_size=image_size, opset=opset, progress=progress)
     console.print(f"wrote {result.path} (max |Δprob| vs Keras {result.max_abs_diff:.1e} on "
@@ -100,12 +104,18 @@ def quantize(
         help="INT8: convs with in-channels×kernel area below this stay FP32 (int8 does not pay there; 0 = all). "
              "FP16: everything before the first conv this deep stays FP32."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    force: bool = force_option(),
 ) -> None:
     """FP16 or INT8 version of an FP32 ONNX model, for ONNX Runtime and TensorRT alike."""
-    from edgeseg.export.precision import CalibMethod, HighPrecision, Quantizer, Target, to_fp16, to_int8
+    from edgeseg.export.precision import (CalibMethod, HighPrecision, Precision, Quantizer, Target, derived_path,
+                                          to_fp16, to_int8)
+    from edgeseg.outputs import Kind, Output
 
     if fp16 == int8:
         raise EdgesegError("choose exactly one of --fp16 or --int8")
+    out = out or derived_path(model, Precision.fp16 if fp16 else Precision.int8)
+    claim_outputs([Output(out, Kind.model), None if fp16 else Output(calib_dir, Kind.cache_folder, "--calib-dir")],
+                  {"--model": model}, force)
     if fp16:
         with progress_bar("fp16", enabled=not quiet) as progress:
             result = to_fp16(model, out, min_conv_depth=min_conv_depth, progress=progress)
@@ -134,13 +144,15 @@ def build_engine(
     version_compatible: bool = typer.Option(False, "--version-compatible", help="Engine also runs on newer TensorRT."),
     out: Path = typer.Option(Path("engines"), "--out", help="Output folder (or a .engine file)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    force: bool = force_option(),
 ) -> None:
     """Build a TensorRT engine (strongly typed; precision comes from the ONNX graph)."""
     from edgeseg.deps import require
-    from edgeseg.export.precision import to_fp16, to_int8
+    from edgeseg.export.precision import derived_path, to_fp16, to_int8
+    from edgeseg.outputs import Kind, Output
     from edgeseg.runners.onnxrt import onnx_precision
     from edgeseg.trt.build import build_engine as build
-    from edgeseg.trt.build import check_profile
+    from edgeseg.trt.build import check_profile, engine_path_for
 
     if fp16 and int8:
         raise EdgesegError("choose at most one of --fp16 or --int8")
@@ -148,11 +160,15 @@ def build_engine(
     if len(values) != 3:
         raise EdgesegError(f"--batch must be MIN,OPT,MAX (three numbers), got {batch!r}")
     profile = check_profile(tuple(values))
-    require("tensorrt")  # before any conversion work: without TensorRT nothing below can finish
     if not model.is_file():
         raise EdgesegError(f"ONNX file not found: {model}")
     have = onnx_precision(model).value
     want = "fp16" if fp16 else "int8" if int8 else have
+    converted = derived_path(model, want) if want != have else None
+    claim_outputs([Output(engine_path_for(converted or model, out), Kind.model),
+                   converted and Output(converted, Kind.model, f"--{want}"),
+                   timing_cache and Output(timing_cache, Kind.cache, "--timing-cache")], {"--model": model}, force)
+    require("tensorrt")  # before any conversion work: without TensorRT nothing below can finish
     if want != have:
         if have != "fp32":
             raise EdgesegError(f"{model} is {have}; --{want} needs the FP32 ONNX model")
@@ -173,11 +189,13 @@ def compare(
     batch_size: int = typer.Option(16, min=1, help="Images per inference call."),
     threads: Optional[int] = typer.Option(None, min=1, help="ONNX Runtime intra-op threads (default: all cores)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    force: bool = force_option(),
 ) -> None:
     """One table across precisions: Dice, defect recall, FP blobs, escape/overkill, agreement with the reference."""
     from edgeseg.artifacts import environment
     from edgeseg.compare import compare as run_compare
 
+    claim_outputs([report_output(json_out)], {"model": models, "--data": data}, force)
     options = {"intra_op_num_threads": threads} if threads else {}
     with progress_bar("compare", enabled=not quiet) as progress:
         report = run_compare(models, data, batch_size, options, progress)

@@ -8,7 +8,8 @@ from typing import Any, Optional
 
 import typer
 
-from edgeseg.cli.common import console, emit_report, progress_bar, user_errors
+from edgeseg.cli.common import (claim_outputs, console, emit_report, force_option, progress_bar, report_output,
+                                user_errors)
 from edgeseg.errors import BadInput
 
 _EVAL_EPILOG = """\
@@ -92,6 +93,7 @@ def eval_(
         help="Make masks with the model's mask rule (hysteresis, minimum blob; from its manifest) or the threshold alone."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Write the report as JSON to this file ('-' = stdout)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    force: bool = force_option(),
 ) -> None:
     """Score models on labelled datasets: pixel Dice/IoU, defect recall, false blobs, escapes, overkill."""
     from edgeseg.artifacts import environment
@@ -100,6 +102,7 @@ def eval_(
     from edgeseg.postprocess import MaskRule
     from edgeseg.runners.base import load_runner
 
+    claim_outputs([report_output(json_out)], {"--model": model, "--data": data}, force)
     datasets = [load_dataset(d) for d in data]  # bad data fails before any model is loaded
     results = []
     for m in model:
@@ -128,17 +131,20 @@ def predict(
     limit: Optional[int] = typer.Option(None, min=1, help="Only the first N images (natural order)."),
     batch_size: int = typer.Option(16, min=1, help="Images per inference call."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    force: bool = force_option(),
 ) -> None:
     """Write predicted masks (and optional pictures a person can read) for a folder of images."""
     import cv2
     import numpy as np
 
     from edgeseg.artifacts import atomic_dir, manifest, write_json
-    from edgeseg.data.dataset import ensure_replaceable, label_dir, load_dataset, load_images
+    from edgeseg.data.dataset import label_dir, load_dataset, load_images
     from edgeseg.evaluate import model_mask_rule, model_threshold, predict_probs
+    from edgeseg.outputs import Kind, Output
     from edgeseg.runners.base import load_runner
     from edgeseg.visualize import triptych as make_triptych
 
+    claim_outputs([Output(out, Kind.predictions)], {"--model": model, "--input": input}, force)
     if label_dir(input) is not None:
         ds = load_dataset(input, limit)
         images, names, gts = ds.images, ds.names, ds.masks
@@ -151,7 +157,6 @@ def predict(
         raise BadInput(f"two images in {input} would both write {dup} (same name, different suffix); rename one")
     t, source = (threshold, "--threshold") if threshold is not None else model_threshold(model)
     rule = model_mask_rule(model)
-    ensure_replaceable(out, "predictions")
     with load_runner(model) as runner, progress_bar("predict", enabled=not quiet) as progress:
         probs = predict_probs(runner, images, batch_size, progress)
     with atomic_dir(out) as tmp:
@@ -213,12 +218,14 @@ def detectability(
     good: Path = typer.Option(..., "--good", help="Defect-free images of the same kind (their noise is scanned): a labelled set, or a folder of unlabelled images."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Write the report as JSON to this file ('-' = stdout)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    force: bool = force_option(),
 ) -> None:
     """How visible the defects are to any mean-shift detector: the recall each false-alarm rate allows."""
     from edgeseg.artifacts import environment
     from edgeseg.data.dataset import load_dataset, load_good
     from edgeseg.detectability import assess
 
+    claim_outputs([report_output(json_out)], {"--data": data, "--good": good}, force)
     defects, clean = load_dataset(data), load_good(good)
     with progress_bar("detectability", enabled=not quiet) as progress:
         report = assess(defects, clean, progress=progress)

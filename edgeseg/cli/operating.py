@@ -9,7 +9,8 @@ from typing import Any, Optional
 
 import typer
 
-from edgeseg.cli.common import console, emit_report, err_console, progress_bar, user_errors
+from edgeseg.cli.common import (claim_outputs, console, emit_report, err_console, force_option, progress_bar,
+                                report_output, user_errors)
 from edgeseg.errors import EdgesegError
 from edgeseg.train import TrainConfig
 
@@ -98,6 +99,8 @@ def _record(model: Path, point: dict[str, Any], out: Path | None = None) -> Path
     record.setdefault("sha256", sha256_file(model))
     if out is None:
         return write_json(manifest_path(model), record)
+    # The copy names its source among its inputs: a later refit into the same --out replaces it without --force.
+    record["inputs"] = {**(record.get("inputs") or {}), str(model): record["sha256"]}
     written = write_json(manifest_path(out), record)
     with atomic_path(out) as tmp:
         shutil.copyfile(model, tmp)
@@ -118,6 +121,7 @@ def operating_point(
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the sweep and the choice; leave the manifest alone."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Write the sweep and choice as JSON to this file ('-' = stdout)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    force: bool = force_option(),
 ) -> None:
     """Fit the model's threshold and mask rule for a false-alarm budget, and record them in its manifest."""
     from edgeseg import operating
@@ -135,13 +139,17 @@ def operating_point(
     if out is not None and (out.is_dir() or out.suffix != model.suffix):
         raise EdgesegError(f"--out must be a file path ending in {model.suffix or 'the model file ending'} "
                            f"(a copy of {model.name}), got {out}")
-    from edgeseg.artifacts import check_writable, read_manifest
+    from edgeseg.artifacts import manifest_path, read_manifest
+    from edgeseg.outputs import Kind, Output
 
     read_manifest(model)  # a manifest written for another file is refused before the fit, not after it
-    if out is not None:
-        check_writable(out)
     if (data is None) != (good is None):
         raise EdgesegError("--data and --good go together: images with defects, and defect-free ones of the same kind")
+    outputs = [report_output(json_out)]
+    if not dry_run:
+        outputs.append(Output(out, Kind.model) if out is not None
+                       else Output(manifest_path(model), Kind.manifest, "--model"))
+    claim_outputs(outputs, {"--model": model, "--data": data, "--good": good}, force)
     sets = None
     if data is not None:
         from edgeseg.data.dataset import load_dataset, load_good

@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import typer
 
-from edgeseg.cli.common import console, progress_bar, user_errors
+from edgeseg.cli.common import claim_outputs, console, force_option, progress_bar, user_errors
 from edgeseg.errors import EdgesegError
 from edgeseg.train import TrainConfig
 
@@ -77,8 +77,10 @@ def train(
     workers: int = typer.Option(_D.workers, help="Threads drawing training batches (a GPU host wants several; the results do not change)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the checkpoint in --out at its next epoch."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    force: bool = force_option(),
 ) -> None:
     """Train a segmentation network; keeps the checkpoint with the best validation Dice."""
+    from edgeseg.outputs import Kind, Output
     from edgeseg.train import check, train as run
 
     cfg = TrainConfig(model=model, model_kwargs=_parse_model_args(model_arg or []), loss=loss, epochs=epochs,
@@ -86,6 +88,8 @@ def train(
                       learning_rate=learning_rate, seed=seed, preset=preset, curriculum=curriculum,
                       augment=augment, patience=patience, val_count=val_count, fa_budget=fa_budget,
                       fit_count=fit_count, workers=workers)
+    # Before anything else, not after training: an unwritable --out, a dataset or an earlier run there fails now.
+    claim_outputs([Output(out, Kind.resumed_run if resume else Kind.run)], force=force)
     check(cfg)
     with progress_bar("train", enabled=not quiet) as progress:
         result = run(cfg, out, resume=resume, progress=progress)
