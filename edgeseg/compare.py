@@ -137,14 +137,14 @@ def compare(models: Sequence[str | Path], datasets: Sequence[str | Path], batch_
     from edgeseg import metrics
     from edgeseg.data.dataset import CHUNK, load_dataset
     from edgeseg.evaluate import model_mask_rule, model_threshold, predict_probs
-    from edgeseg.runners.base import load_runner
+    from edgeseg.runners.registry import backend_of, load_runner
 
     if not models:
         raise EdgesegError("give at least one model to compare (the first is the reference)")
     if not datasets:
         raise EdgesegError("give at least one --data folder")
-    onnx_options = runner_options or {}  # thread counts etc. apply to the ONNX Runtime runners only
-    runners = [load_runner(m, **(onnx_options if str(m).endswith(".onnx") else {})) for m in models]
+    options = runner_options or {}  # each option reaches the backends that take it (thread counts: ONNX Runtime)
+    runners = [load_runner(m, **backend_of(m).accepts(options)) for m in models]
     thresholds = [model_threshold(m) for m in models]
     rules = [model_mask_rule(m) for m in models]
     sets = [load_dataset(d) for d in datasets]
@@ -188,7 +188,7 @@ def _rows(ds, models, runners, thresholds, rules, counts, curves, agreement) -> 
     for k, (runner, model, (thr, thr_source), rule) in enumerate(zip(runners, models, thresholds, rules)):
         m = counts[k].report(thr)
         row = {
-            "model": str(model), "backend": runner.backend.value, "precision": runner.precision.value,
+            "model": str(model), "backend": runner.backend_name, "precision": runner.precision.value,
             "data": str(ds.path), "n_images": len(ds), "threshold": thr, "threshold_source": thr_source,
             "mask_rule": rule.to_dict(),
             "dice": m["dice"] if has_defects else None, "iou": m["iou"] if has_defects else None,

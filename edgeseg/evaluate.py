@@ -127,8 +127,8 @@ def evaluate(runner: Runner, dataset: Dataset, thresholds: Mapping[str, float] |
         curve.add(p, part.masks)
         done += len(part)
     return {
-        "model": str(runner.path) if runner.path is not None else runner.backend.value,
-        "backend": runner.backend.value,
+        "model": str(runner.path) if runner.path is not None else runner.backend_name,
+        "backend": runner.backend_name,
         "precision": runner.precision.value,
         "data": str(dataset.path),
         "n_images": len(dataset),

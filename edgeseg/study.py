@@ -198,7 +198,7 @@ def _score(model: Path | str, sets: dict[str, Path]) -> dict[str, dict[str, Any]
     """Dice, recall and false blobs of ``model`` at its own operating point on every held-out set."""
     from edgeseg.data.dataset import load_dataset
     from edgeseg.evaluate import evaluate, model_mask_rule, model_threshold
-    from edgeseg.runners.base import load_runner
+    from edgeseg.runners import load_runner
 
     threshold, _ = model_threshold(model)
     rule = model_mask_rule(model)

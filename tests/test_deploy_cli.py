@@ -45,6 +45,20 @@ def test_export_and_quantize_write_every_precision(work):
     assert len(list((work / "calib").iterdir())) == 1
 
 
+def test_precision_is_one_option_with_shorthands(work, tmp_path):
+    out = tmp_path / "p.fp16.onnx"
+    ok = cli.invoke(app, ["quantize", "--model", str(work / "model.onnx"), "--precision", "fp16", "--out", str(out), "-q"])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads((tmp_path / "p.fp16.onnx.json").read_text())["precision"] == "fp16"
+    for args, message in ((["--precision", "int8", "--fp16"], "choose one precision"), ([], "choose a precision"),
+                          (["--precision", "int4"], "int4")):
+        bad = cli.invoke(app, ["quantize", "--model", str(work / "model.onnx"), *args, "--out", str(tmp_path / "x.onnx")])
+        assert bad.exit_code != 0 and message in bad.output, (args, bad.output)
+        assert not (tmp_path / "x.onnx").exists()
+    both = cli.invoke(app, ["build-engine", "--model", str(work / "model.onnx"), "--fp16", "--int8"])
+    assert both.exit_code == 1 and "choose one precision" in both.output
+
+
 def test_compare_table_and_json(work, tmp_path):
     out = tmp_path / "compare.json"
     models = [str(work / n) for n in ("model.keras", "model.onnx", "model.fp16.onnx", "model.int8.onnx")]

@@ -40,6 +40,20 @@ def test_a_new_backend_is_one_file_and_one_entry(boxnet):
     assert [r["backend"] for r in rows] == ["boxnet", "boxnet"] and rows[0]["runner_config"]["size"] == 5
 
 
+def test_a_new_backend_is_scored_like_any_other(boxnet, tmp_path):
+    from edgeseg.compare import compare
+    from edgeseg.data.dataset import write_dataset
+    from edgeseg.data.synth import preset
+
+    data = write_dataset(tmp_path / "d", preset("seed").replace(image_size=32, defect_size=(8, 16),
+                                                                 contrast=(20, 20)), 4, seed=1)
+    wide = tmp_path / "w.boxnet"
+    wide.write_text(json.dumps({"size": 9, "level": 112, "scale": 2}))
+    rows = compare([str(boxnet), str(wide)], [data])["rows"]
+    assert [r["backend"] for r in rows] == ["boxnet", "boxnet"] and rows[0]["defect_recall"] > 0.5
+    assert rows[1]["reference"] is False and 0 < rows[1]["mask_iou_vs_ref"] < 1
+
+
 def test_options_are_routed_to_the_backends_that_take_them(boxnet):
     from edgeseg.runners.registry import info
 

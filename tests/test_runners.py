@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edgeseg.errors import BadInput, EdgesegError
-from edgeseg.runners.base import load_runner
+from edgeseg.runners import load_runner
 from edgeseg.types import Precision
 
 from tiny_models import save_tiny_model

@@ -23,7 +23,7 @@ from edgeseg.data.synth import PRESETS
 from edgeseg.evaluate import evaluate, predict_probs
 from edgeseg.metrics import GroundTruth, compute, f1_best_threshold, score
 from edgeseg.postprocess import MaskRule
-from edgeseg.runners.base import load_runner
+from edgeseg.runners import load_runner
 
 SIZE = 96
 #: Defects the tiny model finds, some faint enough to be missed, and a quarter of the images without any.

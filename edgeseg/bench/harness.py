@@ -211,7 +211,7 @@ def sweep(models: Sequence[str | Path], batch_sizes: Sequence[int], timing: Timi
           loader: Callable[..., Runner] | None = None, progress: Progress = silent) -> list[dict[str, Any]]:
     """Rows for every model × batch size. Every runner is activated once and checked against every batch
     size before any timing starts, so a bad model or batch size fails in seconds, not after a sweep."""
-    from edgeseg.runners.base import load_runner
+    from edgeseg.runners import load_runner
 
     loader = loader or load_runner
     sizes = sorted(set(int(b) for b in batch_sizes))
@@ -251,7 +251,7 @@ def overhead(model: str | Path, batch_sizes: Sequence[int] = (1, 16), timing: Ti
     that over back-to-back pairs, ``overhead_pct_cpu`` the same in process CPU time per image; negative
     when the harness's runner beats a plain ``session.run``.
     """
-    from edgeseg.runners.base import load_runner
+    from edgeseg.runners import load_runner
 
     rows = []
     with load_runner(model, "onnxruntime", workers=1) as runner:

@@ -44,7 +44,7 @@ def bench(
     Example:  edgeseg bench -m runs/demo/model.onnx -m runs/demo/model.int8.onnx --batch-sizes 1,8,32 --duration-s 3
     """
     from edgeseg.bench import harness, report, stream
-    from edgeseg.runners.base import backend_of, load_runner
+    from edgeseg.runners.registry import backend_of, load_runner
 
     sizes = parse_int_list(batch_sizes, "--batch-sizes")
     timing = harness.Timing(warmup_s, duration_s, repeats)
@@ -64,12 +64,11 @@ def bench(
     entries = report.load_accuracy(accuracy) if accuracy else None
     images = harness.bench_images(data=data) if data is not None else None
 
-    # Each backend's own options; the others do not take them.
-    options = {Backend.tensorrt: {"streams": streams},
-               Backend.onnxruntime: {} if workers is None else {"workers": workers}}
+    # Each option goes to the backends that take it (the registry says which); the others never see it.
+    options = {"streams": streams, "workers": workers}
 
     def loader(path, backend_, **_):
-        return load_runner(path, backend_, **options.get(backend_of(path, backend_), {}))
+        return load_runner(path, backend_, **backend_of(path, backend_).accepts(options))
 
     config = {"models": model, "backend": backend.value if backend else None, "batch_sizes": sizes,
               "warmup_s": warmup_s, "duration_s": duration_s, "repeats": repeats, "streams": streams, "workers": workers,

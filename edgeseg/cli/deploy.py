@@ -5,6 +5,7 @@ and TensorRT engines, and what each precision costs. Thin commands over :mod:`ed
 from __future__ import annotations
 
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
@@ -13,6 +14,24 @@ import typer
 from edgeseg.cli.common import (claim_outputs, console, emit_report, force_option, parse_int_list, progress_bar,
                                 report_output, user_errors)
 from edgeseg.errors import EdgesegError
+from edgeseg.types import Precision
+
+
+class Lower(str, Enum):
+    """The precisions a file can be converted to (``--precision``; ``--fp16``/``--int8`` are shorthands)."""
+
+    fp16 = "fp16"
+    int8 = "int8"
+
+
+def _precision(precision: Lower | None, fp16: bool, int8: bool, required: bool) -> Precision | None:
+    """One precision from ``--precision`` and its shorthands; one line when they disagree or none is given."""
+    asked = {p for p, flag in ((Lower.fp16, fp16), (Lower.int8, int8)) if flag} | ({precision} if precision else set())
+    if len(asked) > 1:
+        raise EdgesegError("choose one precision: --precision fp16|int8 (or its shorthand --fp16 / --int8)")
+    if not asked and required:
+        raise EdgesegError("choose a precision: --precision fp16|int8 (or --fp16 / --int8)")
+    return Precision(asked.pop().value) if asked else None
 
 _EXPORT_EPILOG = """\
 Example:
@@ -83,8 +102,10 @@ def export(
 @user_errors
 def quantize(
     model: Path = typer.Option(..., "--model", help="The FP32 ONNX model."),
-    fp16: bool = typer.Option(False, "--fp16", help="Write MODEL.fp16.onnx (float32 inputs/outputs)."),
-    int8: bool = typer.Option(False, "--int8", help="Write MODEL.int8.onnx (symmetric Q/DQ, calibrated)."),
+    precision: Optional[Lower] = typer.Option(None, "--precision", help="fp16 (MODEL.fp16.onnx) or int8 "
+                                              "(MODEL.int8.onnx, Q/DQ calibrated on generated images)."),
+    fp16: bool = typer.Option(False, "--fp16", help="Shorthand for --precision fp16."),
+    int8: bool = typer.Option(False, "--int8", help="Shorthand for --precision int8."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output file (default: MODEL.fp16.onnx / MODEL.int8.onnx)."),
     calib_count: int = typer.Option(512, "--calib-count", help="Generated calibration images (1..512)."),
     calib_method: str = typer.Option("max", "--calib-method", help="max | entropy | percentile."),
@@ -107,12 +128,11 @@ def quantize(
     force: bool = force_option(),
 ) -> None:
     """FP16 or INT8 version of an FP32 ONNX model, for ONNX Runtime and TensorRT alike."""
-    from edgeseg.export.precision import (CalibMethod, HighPrecision, Precision, Quantizer, Target, derived_path,
-                                          to_fp16, to_int8)
+    from edgeseg.export.precision import (CalibMethod, HighPrecision, Quantizer, Target, derived_path, to_fp16,
+                                          to_int8)
     from edgeseg.outputs import Kind, Output
 
-    if fp16 == int8:
-        raise EdgesegError("choose exactly one of --fp16 or --int8")
+    fp16 = _precision(precision, fp16, int8, required=True) is Precision.fp16
     out = out or derived_path(model, Precision.fp16 if fp16 else Precision.int8)
     claim_outputs([Output(out, Kind.model), None if fp16 else Output(calib_dir, Kind.cache_folder, "--calib-dir")],
                   {"--model": model}, force)
@@ -136,8 +156,10 @@ def quantize(
 @user_errors
 def build_engine(
     model: Path = typer.Option(..., "--model", help="ONNX model: FP32, .fp16.onnx or .int8.onnx."),
-    fp16: bool = typer.Option(False, "--fp16", help="Convert an FP32 model to FP16 first."),
-    int8: bool = typer.Option(False, "--int8", help="Quantize an FP32 model to INT8 first (default calibration)."),
+    precision: Optional[Lower] = typer.Option(None, "--precision", help="Convert an FP32 model first: fp16, or "
+                                              "int8 (default calibration). Default: the file's own precision."),
+    fp16: bool = typer.Option(False, "--fp16", help="Shorthand for --precision fp16."),
+    int8: bool = typer.Option(False, "--int8", help="Shorthand for --precision int8."),
     batch: str = typer.Option("1,8,32", "--batch", help="Optimisation profile MIN,OPT,MAX batch."),
     workspace: int = typer.Option(1024, "--workspace", help="Builder workspace in MB."),
     timing_cache: Optional[Path] = typer.Option(None, "--timing-cache", help="Load/save the builder's timing cache here."),
@@ -150,12 +172,11 @@ def build_engine(
     from edgeseg.deps import require
     from edgeseg.export.precision import derived_path, to_fp16, to_int8
     from edgeseg.outputs import Kind, Output
-    from edgeseg.runners.onnxrt import onnx_precision
+    from edgeseg.export.graph import onnx_precision
     from edgeseg.trt.build import build_engine as build
     from edgeseg.trt.build import check_profile, engine_path_for
 
-    if fp16 and int8:
-        raise EdgesegError("choose at most one of --fp16 or --int8")
+    asked = _precision(precision, fp16, int8, required=False)
     values = parse_int_list(batch, "--batch")
     if len(values) != 3:
         raise EdgesegError(f"--batch must be MIN,OPT,MAX (three numbers), got {batch!r}")
@@ -163,7 +184,7 @@ def build_engine(
     if not model.is_file():
         raise EdgesegError(f"ONNX file not found: {model}")
     have = onnx_precision(model).value
-    want = "fp16" if fp16 else "int8" if int8 else have
+    want = asked.value if asked else have
     converted = derived_path(model, want) if want != have else None
     claim_outputs([Output(engine_path_for(converted or model, out), Kind.model),
                    converted and Output(converted, Kind.model, f"--{want}"),
@@ -173,7 +194,7 @@ def build_engine(
         if have != "fp32":
             raise EdgesegError(f"{model} is {have}; --{want} needs the FP32 ONNX model")
         with progress_bar(want, enabled=not quiet) as progress:
-            model = (to_fp16 if fp16 else to_int8)(model, progress=progress).path
+            model = (to_fp16 if want == "fp16" else to_int8)(model, progress=progress).path
     with progress_bar("build-engine", enabled=not quiet) as progress:
         result = build(model, out, batch=profile, workspace_mb=workspace, timing_cache=timing_cache,
                        version_compatible=version_compatible, progress=progress)

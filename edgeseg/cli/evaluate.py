@@ -100,7 +100,7 @@ def eval_(
     from edgeseg.data.dataset import load_dataset
     from edgeseg.evaluate import evaluate, model_mask_rule, model_threshold
     from edgeseg.postprocess import MaskRule
-    from edgeseg.runners.base import load_runner
+    from edgeseg.runners import load_runner
 
     claim_outputs([report_output(json_out)], {"--model": model, "--data": data}, force)
     datasets = [load_dataset(d) for d in data]  # bad data fails before any model is loaded
@@ -134,22 +134,19 @@ def predict(
     force: bool = force_option(),
 ) -> None:
     """Write predicted masks (and optional pictures a person can read) for a folder of images."""
-    import cv2
-    import numpy as np
-
     from edgeseg.artifacts import atomic_dir, manifest, write_json
-    from edgeseg.data.dataset import label_dir, load_dataset, load_images
-    from edgeseg.evaluate import model_mask_rule, model_threshold, predict_probs
+    from edgeseg.data.dataset import label_dir, load_dataset, open_images
+    from edgeseg.evaluate import model_mask_rule, model_threshold
     from edgeseg.outputs import Kind, Output
-    from edgeseg.runners.base import load_runner
-    from edgeseg.visualize import triptych as make_triptych
+    from edgeseg.predictions import write_predictions
+    from edgeseg.runners import load_runner
 
     claim_outputs([Output(out, Kind.predictions)], {"--model": model, "--input": input}, force)
     if label_dir(input) is not None:
         ds = load_dataset(input, limit)
         images, names, gts = ds.images, ds.names, ds.masks
     else:
-        images, names = load_images(input, limit)
+        images, names = open_images(input, limit)
         gts = None
     pngs = [Path(n).with_suffix(".png").name for n in names]
     if len(set(pngs)) < len(pngs):
@@ -157,20 +154,9 @@ def predict(
         raise BadInput(f"two images in {input} would both write {dup} (same name, different suffix); rename one")
     t, source = (threshold, "--threshold") if threshold is not None else model_threshold(model)
     rule = model_mask_rule(model)
-    with load_runner(model) as runner, progress_bar("predict", enabled=not quiet) as progress:
-        probs = predict_probs(runner, images, batch_size, progress)
-    with atomic_dir(out) as tmp:
-        if triptych:
-            (tmp / "triptych").mkdir()
-        masks = rule.apply(probs, t)
-        for i, png in enumerate(pngs):
-            mask = masks[i].astype(np.uint8) * 255
-            ok = cv2.imwrite(str(tmp / png), mask)
-            if ok and triptych:
-                gt = gts[i] if gts is not None else None
-                ok = cv2.imwrite(str(tmp / "triptych" / png), make_triptych(images[i], mask, gt))
-            if not ok:
-                raise BadInput(f"could not write {out / png} (disk full or not writable?)")
+    # Read, predict and write a chunk at a time: memory does not grow with the folder.
+    with atomic_dir(out) as tmp, load_runner(model) as runner, progress_bar("predict", enabled=not quiet) as progress:
+        write_predictions(runner, images, pngs, tmp, t, rule, gts, triptych, batch_size, progress=progress, shown=out)
         config = {"model": str(model), "input": str(input), "threshold": t, "threshold_source": source,
                   "mask_rule": rule.to_dict(),
                   "limit": limit}

@@ -126,7 +126,7 @@ def operating_point(
     """Fit the model's threshold and mask rule for a false-alarm budget, and record them in its manifest."""
     from edgeseg import operating
     from edgeseg.evaluate import predict_probs
-    from edgeseg.runners.base import load_runner
+    from edgeseg.runners import load_runner
 
     if fit_count < 2:
         raise EdgesegError(f"--fit-count must be at least 2 (one image per noise kind), got {fit_count}")

@@ -27,6 +27,8 @@ Examples:
 
   A line that affords one false alarm in 1,000 images:  edgeseg train --fa-budget 0.001 --out runs/strict
 
+  Data-parallel on a host's 4 GPUs (global batch 32):  edgeseg train --devices 4 --batch-size 32 --out runs/dp
+
 After training, the threshold and mask rule are fitted on fresh images (--fit-count with defects, as many
 without, half with uniform and half with Gaussian noise): the point with the best defect recall + Dice whose
 false blobs per image stay within --fa-budget on each noise kind.
@@ -75,6 +77,8 @@ def train(
     fa_budget: float = typer.Option(_D.fa_budget, help="False blobs per image the fitted threshold and mask rule may cost (on a fitting set of --fit-count defect and as many defect-free images)."),
     fit_count: int = typer.Option(_D.fit_count, help="Defect images (and as many defect-free ones) the operating point is fitted on."),
     workers: int = typer.Option(_D.workers, help="Threads drawing training batches (a GPU host wants several; the results do not change)."),
+    devices: int = typer.Option(_D.devices, help="Data-parallel replicas on this host: its GPUs, or the CPU split into that many devices; --batch-size is the global batch."),
+    strategy: str = typer.Option(_D.strategy, help="auto (mirrored when --devices > 1) | none | mirrored (tf.distribute.MirroredStrategy)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the checkpoint in --out at its next epoch."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     force: bool = force_option(),
@@ -87,7 +91,7 @@ def train(
                       steps_per_epoch=steps_per_epoch, batch_size=batch_size, crop=crop,
                       learning_rate=learning_rate, seed=seed, preset=preset, curriculum=curriculum,
                       augment=augment, patience=patience, val_count=val_count, fa_budget=fa_budget,
-                      fit_count=fit_count, workers=workers)
+                      fit_count=fit_count, workers=workers, devices=devices, strategy=strategy)
     # Before anything else, not after training: an unwritable --out, a dataset or an earlier run there fails now.
     claim_outputs([Output(out, Kind.resumed_run if resume else Kind.run)], force=force)
     check(cfg)

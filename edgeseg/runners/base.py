@@ -121,18 +121,3 @@ class Runner(abc.ABC):
     def drain_split(self) -> dict[str, list[float]]:
         """Device-side timings (H2D/compute/D2H, ms) since the last call; none for a host-only runner."""
         return {}
-
-
-def backend_of(model: str | Path, backend: Backend | str | None = None) -> Backend | str:
-    """The name of the backend that runs ``model`` (see :func:`edgeseg.runners.registry.backend_of`)."""
-    from edgeseg.runners.registry import backend_of as info_of
-
-    name = info_of(model, backend).name
-    return Backend(name) if name in Backend._value2member_map_ else name
-
-
-def load_runner(model: str | Path, backend: Backend | str | None = None, **options) -> Runner:
-    """The runner for ``model`` (see :func:`edgeseg.runners.registry.load_runner`)."""
-    from edgeseg.runners.registry import load_runner as load
-
-    return load(model, backend, **options)
