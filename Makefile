@@ -35,7 +35,7 @@ demo: setup
 	$(BIN)/edgeseg generate --preset seed --count 200 --seed 1002 --good-fraction 1 --out $(DATA)/good
 	$(BIN)/edgeseg generate --preset seed --count 200 --seed 1003 --noise gaussian --shape mixed --out $(DATA)/gauss
 	$(BIN)/edgeseg generate --preset seed --count 200 --seed 1004 --noise mixed --shape mixed --level-shift=-30:30 --illumination 12 --noise-scale 0.9:1.1 --out $(DATA)/vary
-	$(BIN)/edgeseg train --model inline --out $(RUN)
+	$(BIN)/edgeseg train --model inline --out $(RUN) --force   # make demo replaces its own earlier run
 	$(BIN)/edgeseg eval --model $(RUN)/model.keras --model classical --data $(DATA)/seed --data $(DATA)/good --data $(DATA)/gauss --data $(DATA)/vary --json $(RUN)/metrics.json
 	$(BIN)/edgeseg detectability --data $(DATA)/seed --good $(DATA)/good --json $(RUN)/detectability.json
 	$(BIN)/edgeseg predict --model $(RUN)/model.keras --input $(DATA)/seed --out $(RUN)/predictions --triptych --limit 16
