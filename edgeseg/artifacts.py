@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import errno
+import functools
 import hashlib
 import json
 import os
@@ -221,25 +222,45 @@ def manifest_path(artifact: str | os.PathLike) -> Path:
 def read_manifest(artifact: str | os.PathLike) -> dict[str, Any] | None:
     """The manifest beside ``artifact``, or None when it has none.
 
-    A manifest that is not a JSON object, or that names another sha256 than the artifact's file (the file was
-    replaced after its manifest was written, or a crash came between writing the two), is refused in one line:
-    its threshold and mask rule belong to another model.
+    A manifest that is not a JSON object, or (for a file) that names no sha256 or another sha256 than the
+    artifact's (the file was replaced after its manifest was written, or a crash came between writing the two),
+    is refused in one line: nothing says its threshold, mask rule and precision belong to this file.
     """
     p = Path(artifact)
     mpath = manifest_path(p)
-    if not mpath.is_file():
+    if not os.path.lexists(mpath):
         return None
+    if not mpath.is_file():
+        raise EdgesegError(f"{mpath} is not a manifest (it is {'a folder' if mpath.is_dir() else 'not a file'}); "
+                           f"remove it and re-export {p.name}, or refit it with edgeseg operating-point")
     try:
         record = read_json(mpath)
     except (ValueError, OSError):
         raise EdgesegError(f"{mpath} is not a valid manifest (bad JSON); re-export the model") from None
     if not isinstance(record, dict):
         raise EdgesegError(f"{mpath} is not a valid manifest (not a JSON object); re-export the model")
-    expected = record.get("sha256")
-    if isinstance(expected, str) and p.is_file() and sha256_file(p) != expected:
-        raise EdgesegError(f"{mpath} was written for another {p.name} (its sha256 differs): the file changed "
-                           "after its manifest; re-export it or refit it with edgeseg operating-point")
+    if p.is_file():
+        expected = record.get("sha256")
+        if not isinstance(expected, str):
+            raise EdgesegError(f"{mpath} names no sha256 of {p.name}, so nothing says it was written for this file; "
+                               "re-export the model, or remove the manifest and refit it with edgeseg operating-point")
+        if _sha256_cached(p) != expected:
+            raise EdgesegError(f"{mpath} was written for another {p.name} (its sha256 differs): the file changed "
+                               "after its manifest; re-export it, or remove the manifest and refit it with "
+                               "edgeseg operating-point")
     return record
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256_of(path: str, size: int, mtime_ns: int, inode: int) -> str:
+    return sha256_file(path)
+
+
+def _sha256_cached(path: Path) -> str:
+    """sha256 of ``path``, hashed once per version of the file (a command reads a model's manifest several
+    times: threshold, mask rule, precision)."""
+    st = os.stat(path)
+    return _sha256_of(str(Path(path).resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
 
 
 def environment() -> dict[str, Any]:

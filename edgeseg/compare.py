@@ -131,12 +131,13 @@ class _Agreement:
 
 def compare(models: Sequence[str | Path], datasets: Sequence[str | Path], batch_size: int = 16,
             runner_options: dict[str, Any] | None = None, progress: Progress = silent,
-            chunk_size: int | None = None) -> dict[str, Any]:
+            chunk_size: int | None = None, threshold: float | None = None) -> dict[str, Any]:
     """Rows of metrics per (dataset, model); ``models[0]`` is the reference (see the module docstring).
-    ``chunk_size``: images read and predicted at a time (default :data:`edgeseg.data.dataset.CHUNK`)."""
+    ``chunk_size``: images read and predicted at a time (default :data:`edgeseg.data.dataset.CHUNK`).
+    ``threshold``: every model at this threshold instead of its manifest's (:func:`edgeseg.evaluate.model_point`)."""
     from edgeseg import metrics
     from edgeseg.data.dataset import CHUNK, load_dataset
-    from edgeseg.evaluate import model_mask_rule, model_threshold, predict_probs
+    from edgeseg.evaluate import model_point, predict_probs
     from edgeseg.runners.registry import backend_of, load_runner
 
     if not models:
@@ -144,9 +145,10 @@ def compare(models: Sequence[str | Path], datasets: Sequence[str | Path], batch_
     if not datasets:
         raise EdgesegError("give at least one --data folder")
     options = runner_options or {}  # each option reaches the backends that take it (thread counts: ONNX Runtime)
+    points = [model_point(m, threshold) for m in models]
+    thresholds = [(t, source) for t, source, _ in points]
+    rules = [rule for _, _, rule in points]
     runners = [load_runner(m, **backend_of(m).accepts(options)) for m in models]
-    thresholds = [model_threshold(m) for m in models]
-    rules = [model_mask_rule(m) for m in models]
     sets = [load_dataset(d) for d in datasets]
     total = len(models) * sum(len(s) for s in sets)
     rows: list[dict[str, Any]] = []

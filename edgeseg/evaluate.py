@@ -28,8 +28,7 @@ from edgeseg.postprocess import MaskRule
 from edgeseg.progress import Progress, silent
 from edgeseg.runners.base import Runner
 
-#: The threshold of a model whose manifest has none, and of the classical detector (tuned so 0.5 is its
-#: operating point).
+#: The threshold of the classical detector (tuned so 0.5 is its operating point) and the table's first column.
 DEFAULT_THRESHOLD = 0.5
 
 
@@ -54,38 +53,68 @@ def predict_probs(runner: Runner, images: np.ndarray | ImageStack, batch_size: i
     return out
 
 
-def _manifest_value(model: str | Path, key: str) -> tuple[Any, Path | None]:
-    """``key`` from the model's manifest and the manifest's path; (None, None) for ``classical`` or a model
-    without a manifest, (None, path) when the manifest lacks the key. Bad JSON, or a manifest written for
-    another file than the model (:func:`~edgeseg.artifacts.read_manifest`), is a user error."""
-    if str(model) == "classical":
-        return None, None
+def _no_point(model: str | Path, why: str) -> EdgesegError:
+    return EdgesegError(f"{model} {why}, so nothing says which threshold and mask rule it runs at: fit them with "
+                        f"edgeseg operating-point --model {model}, or pass --threshold T to run it at T with a "
+                        "plain threshold")
+
+
+def _manifest_value(model: str | Path, key: str) -> tuple[Any, Path]:
+    """``key`` from the model's manifest and the manifest's path. A model without a manifest, or whose
+    manifest lacks the key, is refused in one line (it would run at a default nobody chose); so are bad JSON
+    and a manifest written for another file (:func:`~edgeseg.artifacts.read_manifest`)."""
+    from edgeseg.runners.registry import backend_of
+
+    if not Path(model).exists():
+        raise EdgesegError(f"model file not found: {model}")
+    backend_of(model)  # a file no backend reads is refused for that, not for its missing manifest
     record = read_manifest(model)
+    mpath = manifest_path(model)
     if record is None:
-        return None, None
-    return record.get(key), manifest_path(model)
+        raise _no_point(model, f"has no manifest ({mpath.name})")
+    if key not in record:
+        raise _no_point(model, f"has no {key} in its manifest ({mpath.name})")
+    return record[key], mpath
 
 
 def model_threshold(model: str | Path) -> tuple[float, str]:
     """The model's own threshold (the operating point fitted in training) from its manifest, and where it came from.
 
-    ``classical`` (and a model without a manifest or a ``threshold`` key) gets (0.5, "default").
+    ``classical`` gets (0.5, "default"); a model without a manifest, or whose manifest has no ``threshold``,
+    is a one-line :class:`EdgesegError` that names ``--threshold``.
     """
-    t, mpath = _manifest_value(model, "threshold")
-    if t is None:
+    if str(model) == "classical":
         return DEFAULT_THRESHOLD, "default"
-    if not isinstance(t, (int, float)) or not 0.0 < float(t) < 1.0:
+    t, mpath = _manifest_value(model, "threshold")
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 < float(t) < 1.0:
         raise EdgesegError(f"{mpath}: threshold must be a number in (0, 1), got {t!r}")
     return float(t), "manifest"
 
 
 def model_mask_rule(model: str | Path) -> MaskRule:
-    """The model's mask rule (hysteresis, minimum blob) from its manifest; a plain threshold without one
-    (``classical`` cleans up its own mask)."""
+    """The model's mask rule (hysteresis, minimum blob) from its manifest; ``classical`` cleans up its own mask
+    and gets a plain threshold. A model without one is refused, as in :func:`model_threshold`."""
+    if str(model) == "classical":
+        return MaskRule()
     d, mpath = _manifest_value(model, "mask_rule")
-    if d is not None and not isinstance(d, dict):
+    if not isinstance(d, dict):
         raise EdgesegError(f"{mpath}: mask_rule must be an object, got {d!r}")
     return MaskRule.from_dict(d)
+
+
+def model_point(model: str | Path, threshold: float | None = None) -> tuple[float, str, MaskRule]:
+    """(threshold, where it came from, mask rule) a command runs ``model`` at.
+
+    Without ``threshold``: the manifest's (:func:`model_threshold`, :func:`model_mask_rule`). With it (a
+    command's ``--threshold``): that threshold, with the manifest's mask rule when the model has a complete
+    manifest, else a plain threshold — so a model without a manifest runs only at a threshold someone chose.
+    """
+    if threshold is None:
+        t, source = model_threshold(model)
+        return t, source, model_mask_rule(model)
+    record = None if str(model) == "classical" else read_manifest(model)
+    rule = (record or {}).get("mask_rule")
+    return float(threshold), "--threshold", MaskRule.from_dict(rule) if isinstance(rule, dict) else MaskRule()
 
 
 def evaluate(runner: Runner, dataset: Dataset, thresholds: Mapping[str, float] | Sequence[float] = (0.5,),

@@ -221,10 +221,10 @@ def check_preference(prefer: str) -> str:
 
 def check_choice(budget: float, prefer: str, min_dice: float) -> None:
     """What :func:`choose` is asked for, checked before any work: a one-line :class:`EdgesegError` if wrong."""
-    if budget < 0:
-        raise EdgesegError(f"false-alarm budget must be >= 0, got {budget}")
-    if not 0.0 <= min_dice < 1.0:
-        raise EdgesegError(f"the Dice floor must be in [0, 1), got {min_dice}")
+    from edgeseg.validate import finite
+
+    finite("false-alarm budget", budget, 0, unit="false blobs per image")  # NaN would be written into a manifest
+    finite("the Dice floor", min_dice, 0, 1, hi_open=True)
     check_preference(prefer)
 
 

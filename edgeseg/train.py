@@ -79,8 +79,19 @@ def _synth_config(cfg: TrainConfig):
 def check(cfg: TrainConfig) -> None:
     """Raise EdgesegError for any bad option before anything expensive starts (the CLI calls it first)."""
     from edgeseg import distribute
+    from edgeseg.validate import finite, seed, whole
 
-    # First: splitting the CPU into devices must happen before anything below starts TensorFlow's runtime
+    # Before anything else: a number out of range fails in one line, whatever the rest.
+    for name, hi in (("epochs", 100_000), ("steps_per_epoch", 1_000_000), ("batch_size", 4096), ("val_count", 100_000),
+                     ("patience", 100_000), ("workers", 256), ("devices", 1024)):
+        whole(f"--{name.replace('_', '-')}", getattr(cfg, name), 1, hi)
+    whole("--fit-count", cfg.fit_count, 2, 1_000_000, why="one image per noise kind at least")
+    whole("--crop", cfg.crop, 8, 1024)
+    finite("--learning-rate", cfg.learning_rate, 0, 1, lo_open=True)
+    finite("--fa-budget", cfg.fa_budget, 0, 1, hi_open=True, unit="false blobs per image")
+    seed("--seed", cfg.seed)
+    seed("val_seed", cfg.val_seed)
+    # Splitting the CPU into devices must happen before anything below starts TensorFlow's runtime
     # (resolve is cached: train() gets the same strategy).
     distribute.resolve(cfg.strategy, cfg.devices)
     if cfg.batch_size % cfg.devices:
@@ -88,13 +99,6 @@ def check(cfg: TrainConfig) -> None:
     import edgeseg.models as models
     from edgeseg import losses
 
-    for name in ("epochs", "steps_per_epoch", "batch_size", "val_count", "patience", "workers"):
-        if getattr(cfg, name) < 1:
-            raise EdgesegError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
-    if cfg.fit_count < 2:  # one image per noise kind, at least
-        raise EdgesegError(f"--fit-count must be at least 2, got {cfg.fit_count}")
-    if not 0.0 <= cfg.fa_budget < 1.0:
-        raise EdgesegError(f"--fa-budget must be in [0, 1) false blobs per image, got {cfg.fa_budget}")
     models.build(cfg.model, **cfg.model_kwargs)  # unknown names and arguments fail here, in a fraction of a second
     losses.parse(cfg.loss)
     _synth_config(cfg)

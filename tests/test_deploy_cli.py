@@ -9,6 +9,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
+from edgeseg.artifacts import write_manifest
 from edgeseg.cli.app import app
 from tiny_models import NOISE_UNITS, save_tiny_model
 
@@ -26,7 +27,7 @@ def work(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("deploy")
     save_tiny_model(d / "model.keras", convs=((16, 1),), rescale=NOISE_UNITS)  # head depth 144: quantized
-    (d / "model.keras.json").write_text(json.dumps({"kind": "model", "threshold": 0.6, "mask_rule": RULE}))
+    write_manifest(d / "model.keras", "model", {}, threshold=0.6, mask_rule=RULE)
     write_dataset(d / "data", sized(preset("test"), SIZE), 6, seed=3)
     for args in (["export", "--model", str(d / "model.keras"), "--image-size", str(SIZE), "-q"],
                  ["quantize", "--model", str(d / "model.onnx"), "--fp16", "-q"],

@@ -48,7 +48,7 @@ def box_filter_onnx(path: Path, threshold: float = 0.3) -> Path:
         [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", "H", "W", 1])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
     onnx.save(model, str(path))
-    write_manifest(path, "onnx", {"model": "box"}, threshold=threshold)
+    write_manifest(path, "onnx", {"model": "box"}, threshold=threshold, mask_rule={"grow": None, "min_area": 0})
     return path
 
 
@@ -184,7 +184,7 @@ def test_eval_bad_model_is_one_line(sets, tmp_path, model, words):
     if model != "nosuch.onnx":
         (tmp_path / model).write_text("not a model\n")
         model = str(tmp_path / model)
-    r = cli.invoke(app, ["eval", "--model", model, "--data", str(sets["defects"]), "-q"])
+    r = cli.invoke(app, ["eval", "--model", model, "--data", str(sets["defects"]), "-q", "--threshold", "0.5"])
     assert r.exit_code == 1, r.output
     assert words in r.stderr and r.stderr.count("\n") == 1 and model in r.stderr
 
@@ -266,8 +266,8 @@ def test_operating_point_refits_the_manifest_and_eval_uses_it(tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["--model", "classical"], "classical has no fitted operating point"),
     (["--model", "nowhere.onnx"], "model file not found: nowhere.onnx"),
-    (["--fa-budget", "-1"], "false-alarm budget must be >= 0"),
-    (["--fit-count", "1"], "--fit-count must be at least 2"),
+    (["--fa-budget", "-1"], "--fa-budget must be >= 0 false blobs per image, got -1"),
+    (["--fit-count", "1"], "--fit-count must be an integer from 2 to"),
     (["--prefer", "escapes"], "--prefer must be one of balanced, recall, got 'escapes'"),
     (["--min-dice", "93"], "--min-dice must be in [0, 1), got 93"),
 ])

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
+from edgeseg.artifacts import write_manifest
 from edgeseg.errors import EdgesegError
 
 from tiny_models import save_tiny_model
@@ -20,8 +19,7 @@ def exported(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("export")
     keras_path = save_tiny_model(d / "model.keras")
-    (d / "model.keras.json").write_text(json.dumps({"kind": "model", "threshold": 0.37,
-                                                     "model": {"name": "tiny", "params": 77}}))
+    write_manifest(keras_path, "model", {}, threshold=0.37, model={"name": "tiny", "params": 77})
     result = export_onnx(keras_path, d / "model.onnx", image_size=SIZE, parity_count=2)
     return keras_path, result
 
@@ -74,7 +72,7 @@ def test_bad_requests_are_one_line_errors(exported, tmp_path):
 
     with pytest.raises(EdgesegError, match="model file not found"):
         export_onnx(tmp_path / "missing.keras", tmp_path / "m.onnx")
-    with pytest.raises(EdgesegError, match="opset must be 17 or higher"):
+    with pytest.raises(EdgesegError, match="--opset must be an integer from 17 to 18, got 13"):
         export_onnx(exported[0], tmp_path / "m.onnx", opset=13)
     fixed = save_tiny_model(tmp_path / "fixed.keras", size=48)
     with pytest.raises(EdgesegError, match="takes 48x48 images; pass --image-size 48"):

@@ -43,7 +43,7 @@ def test_same_seed_same_bytes(tmp_path):
     (["--preset", "nope"], "unknown preset 'nope': choose one of seed, test, train"),
     (["--contrast", "4:3"], "--contrast must be LO:HI"),
     (["--defects", "x"], "--defects must be LO:HI"),
-    (["--image-size", "32"], "defect_size must be within 1..31"),
+    (["--image-size", "32"], "defect_size must be an integer from 1 to 31 (for 32px images), got 63"),
     (["--good-fraction", "2"], "good_fraction must be in [0, 1]"),
 ])
 def test_bad_options_are_one_line_errors(tmp_path, args, words):

@@ -1,19 +1,19 @@
-"""Hostile command lines: outputs that would destroy a user's files, and what every command must do instead.
+"""Hostile command lines: outputs that would destroy a user's files, inputs that would give silently wrong
+results, and numbers out of range — and what every command must do instead.
 
 One table, :data:`CASES`: each :class:`Case` is a command line run through the real CLI in a fresh copy of a
-small workspace (a dataset, a model with its manifest, another model, a training run, a folder of notes…).
-Every case asserts its exit code and message, that no traceback was printed, that every file that was there
-before is unchanged byte for byte (but those the case lists as written), and that no hidden temporary or
-lock file (``.<name>.<something>``) is left anywhere it could have written. To add a case, append a ``Case``.
+small workspace (datasets, models with and without valid manifests, models whose output is no probability, a
+training run, a folder of notes…; :func:`hostile_support.make_workspace`). Every case asserts its exit code and
+message, that no traceback was printed, that an error is one line, that every file that was there before is
+unchanged byte for byte (but those the case lists as written), and that no hidden temporary or lock file
+(``.<name>.<something>``) is left anywhere it could have written. To add a case, append a ``Case``.
 
-Outside the table, with real subprocesses: SIGTERM and SIGKILL during ``generate``, and three concurrent
-``generate`` runs on one ``--out``; and the umask.
+Outside the table, with real subprocesses: SIGTERM and SIGKILL during ``generate``, three concurrent
+``generate`` runs on one ``--out``, TensorFlow's start-up lines; and the umask.
 """
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -22,84 +22,25 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from edgeseg.cli.app import app
+from hostile_support import (FORCE_FIX, IS_INPUT, SMALL, Case, bench, dangling, dataset_manifest, detect, eval_,
+                             export, file_digests, fifo, fill, fp16, generate, hardlink, held_lock, hidden_entries,
+                             is_hidden, make_workspace, memory, mount, no_file, op, predict, stale, still_device,
+                             still_fifo, symlink, train, umount)
 
 cli = CliRunner()
 EDGESEG = Path(sys.executable).with_name("edgeseg")
-SMALL = ["--image-size", "32", "--defect-size", "4:10", "-q"]
 
 
 # -- the workspace every case starts from ---------------------------------------------------------------
-def _model(path: Path, size: int, threshold: float) -> Path:
-    from edgeseg.artifacts import write_manifest
-    from tiny_models import tiny_onnx
-
-    tiny_onnx(path, size)
-    write_manifest(path, "onnx", {"model": "tiny"}, threshold=threshold, mask_rule={"grow": 0.3, "min_area": 4})
-    return path
-
-
 @pytest.fixture(scope="session")
 def template(tmp_path_factory) -> Path:
-    """``data/``, ``data2/`` (datasets), ``good/`` (defect-free), ``m.onnx`` + manifest (the model the
-    commands read), ``other.onnx`` + manifest (another model), ``bare.onnx`` (no manifest), ``model.keras``
-    + manifest (never loaded: every Keras case is refused first), ``report.json`` (an earlier report),
-    ``bench.json`` (an earlier bench record), ``run/`` (a training run), ``notes/notes.txt`` (a user's file)."""
-    from edgeseg.artifacts import write_json, write_manifest
-    from edgeseg.data.dataset import write_dataset
-    from edgeseg.data.synth import PRESETS
-    from tiny_models import tiny_onnx
-
-    w = tmp_path_factory.mktemp("hostile") / "w"
-    w.mkdir()
-    easy = PRESETS["test"].replace(image_size=32, defect_size=(6, 12), contrast=(12, 12))
-    write_dataset(w / "data", easy, count=4, seed=1)
-    write_dataset(w / "data2", easy, count=3, seed=2)
-    write_dataset(w / "good", easy.replace(good_fraction=1.0), count=3, seed=3)
-    _model(w / "m.onnx", 32, 0.4)
-    _model(w / "other.onnx", 16, 0.6)
-    tiny_onnx(w / "bare.onnx", 24)
-    (w / "model.keras").write_bytes(b"PK\x03\x04 a trained model")
-    write_manifest(w / "model.keras", "model", {"model": "inline"}, threshold=0.5)
-    write_json(w / "report.json", {"results": [], "command": ["edgeseg", "eval"]})
-    write_json(w / "bench.json", {"kind": "bench", "created": "then", "config": {}, "rows": []})
-    (w / "run" / "checkpoint").mkdir(parents=True)
-    (w / "run" / "model.keras").write_bytes(b"PK\x03\x04 last week's model")
-    (w / "run" / "model.keras.json").write_text('{"kind": "model"}\n')
-    (w / "run" / "history.json").write_text("[]\n")
-    (w / "run" / "checkpoint" / "state.json").write_text('{"epoch": 3}\n')
-    (w / "notes").mkdir()
-    (w / "notes" / "notes.txt").write_text("keep me\n")
-    return w
-
-
-def _mount(folder: Path, options: str) -> bool:
-    folder.mkdir(parents=True, exist_ok=True)
-    return subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
-                          capture_output=True).returncode == 0
-
-
-def _umount(folder: Path) -> None:
-    subprocess.run(["umount", "-l", str(folder)], capture_output=True)
-
-
-def _fill(folder: Path) -> None:
-    """Fill a file system to the last byte."""
-    fd = os.open(folder / "fill", os.O_WRONLY | os.O_CREAT)
-    try:
-        while os.write(fd, b"\0" * 4096):
-            pass
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    return make_workspace(tmp_path_factory.mktemp("hostile") / "w")
 
 
 @pytest.fixture(scope="session")
@@ -109,140 +50,21 @@ def mounts(tmp_path_factory):
     root = tmp_path_factory.mktemp("mounts")
     full, ro = root / "full", root / "ro"
     try:
-        if not (_mount(full, "size=64k") and _mount(ro, "ro,size=64k")):
+        if not (mount(full, "size=64k") and mount(ro, "ro,size=64k")):
             yield None
             return
         (full / "keep.json").write_text('{"results": []}\n')
-        _fill(full)
+        fill(full)
         yield {"full": full, "ro": ro}
     finally:
-        _umount(full)
-        _umount(ro)
+        umount(full)
+        umount(ro)
 
 
 # -- the table --------------------------------------------------------------------------------------------
-@dataclass
-class Case:
-    """One hostile command line. ``argv`` may name ``{w}`` (the workspace copy), ``{full}`` (a full file
-    system) and ``{ro}`` (a read-only one). ``setup(w)`` runs first and may return a clean-up callable.
-    ``written``: workspace paths (globs) the command may change; everything else must stay byte for byte."""
+def eval_model(name: str, *extra: str, suffix: str = ".onnx") -> list[str]:
+    return ["eval", "--model", f"{{w}}/{name}{suffix}", "--data", "{w}/data", "-q", *extra]
 
-    id: str
-    argv: list[str]
-    code: int = 1
-    message: str = ""
-    setup: Callable[[Path], Callable[[], None] | None] | None = None
-    written: tuple[str, ...] = ()
-    check: Callable[[Path], None] | None = None  # more assertions after the command
-
-    @property
-    def needs_mounts(self) -> bool:
-        return any("{full}" in a or "{ro}" in a for a in self.argv)
-
-
-def eval_(*extra: str) -> list[str]:
-    return ["eval", "--model", "{w}/m.onnx", "--data", "{w}/data", "-q", *extra]
-
-
-def op(*extra: str) -> list[str]:
-    return ["operating-point", "--model", "{w}/m.onnx", "--data", "{w}/data", "--good", "{w}/good", "-q", *extra]
-
-
-def fp16(*extra: str) -> list[str]:
-    return ["quantize", "--model", "{w}/m.onnx", "--fp16", "-q", *extra]
-
-
-def export(*extra: str) -> list[str]:
-    return ["export", "--model", "{w}/model.keras", "-q", *extra]
-
-
-def train(*extra: str) -> list[str]:
-    return ["train", "-q", "--epochs", "1", *extra]
-
-
-def predict(*extra: str) -> list[str]:
-    return ["predict", "--model", "{w}/m.onnx", "-q", *extra]
-
-
-def detect(*extra: str) -> list[str]:
-    return ["detectability", "--data", "{w}/data", "--good", "{w}/good", "-q", *extra]
-
-
-def generate(*extra: str) -> list[str]:
-    return ["generate", "--count", "3", *SMALL, *extra]
-
-
-def bench(*extra: str) -> list[str]:
-    return ["bench", "-m", "{w}/m.onnx", "--batch-sizes", "1", "--warmup-s", "0", "--duration-s", "0.05",
-            "--repeats", "1", *extra]
-
-
-def symlink(name: str, target: str):
-    def setup(w: Path):
-        (w / name).symlink_to(w / target)
-    return setup
-
-
-def hardlink(name: str, target: str):
-    def setup(w: Path):
-        os.link(w / target, w / name)
-    return setup
-
-
-def fifo(name: str):
-    def setup(w: Path):
-        os.mkfifo(w / name)
-    return setup
-
-
-def stale(*names: str, folder: bool = False):
-    """Leftovers of a writer killed mid-write: temporary files (or folders) and a lock file."""
-    def setup(w: Path):
-        for name in names:
-            p = w / name
-            if folder:
-                (p / "images").mkdir(parents=True)
-                (p / "images" / "0.png").write_bytes(b"half an image")
-            else:
-                p.write_bytes(b"half a file")
-    return setup
-
-
-def held_lock(name: str):
-    """Another process writing ``name``: its lock file held (here by another open file of this process)."""
-    def setup(w: Path):
-        fd = os.open(w / name, os.O_RDWR | os.O_CREAT)
-        os.write(fd, b"4242\n")
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-
-        def release():
-            os.unlink(w / name)
-            os.close(fd)
-        return release
-    return setup
-
-
-def still_device(path: str):
-    def check(w: Path):
-        assert stat.S_ISCHR(os.stat(path).st_mode), f"{path} is no longer a device"
-    return check
-
-
-def still_fifo(name: str):
-    def check(w: Path):
-        assert stat.S_ISFIFO(os.stat(w / name).st_mode)
-    return check
-
-
-def no_file(*names: str):
-    def check(w: Path):
-        for name in names:
-            assert not (w / name).exists(), f"{name} was written"
-    return check
-
-
-IS_INPUT = "which this command reads; choose another path"
-FORCE_FIX = "choose another path, or add --force to replace it"
 
 CASES: list[Case] = [
     # An output that is one of the command's inputs: refused, --force or not.
@@ -357,31 +179,112 @@ CASES: list[Case] = [
     Case("generate-disk-full", generate("--out", "{full}/d"), message="cannot write {full}/d: No space left on device"),
     Case("train-out-read-only", train("--out", "{ro}/run"), message="is on a read-only file system"),
     Case("eval-json-read-only", eval_("--json", "{ro}/r.json"), message="is on a read-only file system"),
+    # A model without its operating point: refused with the fix, never run at a default nobody chose.
+    Case("eval-model-without-manifest", eval_model("nomanifest"),
+         message="{w}/nomanifest.onnx has no manifest (nomanifest.onnx.json), so nothing says which threshold"),
+    Case("eval-model-without-manifest-names-threshold", eval_model("nomanifest"), message="or pass --threshold T"),
+    Case("eval-model-without-manifest-at-a-chosen-threshold", eval_model("nomanifest", "--threshold", "0.4"), code=0),
+    Case("predict-model-without-manifest", ["predict", "--model", "{w}/nomanifest.onnx", "--input", "{w}/data",
+                                            "--out", "{w}/pred", "-q"], message="has no manifest",
+         check=no_file("pred")),
+    Case("compare-model-without-manifest", ["compare", "{w}/m.onnx", "{w}/nomanifest.onnx", "--data", "{w}/data", "-q"],
+         message="{w}/nomanifest.onnx has no manifest"),
+    Case("compare-at-a-chosen-threshold", ["compare", "{w}/m.onnx", "{w}/nomanifest.onnx", "--data", "{w}/data", "-q",
+                                           "--threshold", "0.4"], code=0),
+    Case("eval-manifest-without-threshold", eval_model("nothreshold"), message="has no threshold in its manifest"),
+    Case("eval-manifest-without-mask-rule", eval_model("model", suffix=".keras"),
+         message="has no mask_rule in its manifest (model.keras.json)"),
+    Case("eval-empty-manifest", eval_model("empty"), message="empty.onnx.json names no sha256 of empty.onnx"),
+    Case("eval-folder-for-a-manifest", eval_model("dirmanifest"),
+         message="dirmanifest.onnx.json is not a manifest (it is a folder)"),
+    Case("eval-manifest-without-sha256", eval_model("nosha"), message="nosha.onnx.json names no sha256"),
+    Case("eval-stale-manifest", eval_model("stale"), message="stale.onnx.json was written for another stale.onnx"),
+    Case("predict-manifest-without-sha256-even-at-a-chosen-threshold",
+         ["predict", "--model", "{w}/nosha.onnx", "--input", "{w}/data", "--out", "{w}/pred", "-q", "--threshold", "0.5"],
+         message="names no sha256", check=no_file("pred")),
+    Case("quantize-copies-nothing-from-a-stale-manifest", ["quantize", "--model", "{w}/stale.onnx", "--fp16", "-q"],
+         message="was written for another stale.onnx", check=no_file("stale.fp16.onnx", "stale.fp16.onnx.json")),
+    Case("quantize-copies-nothing-from-a-manifest-without-sha256", ["quantize", "--model", "{w}/nosha.onnx", "--fp16", "-q"],
+         message="names no sha256", check=no_file("nosha.fp16.onnx")),
+    Case("export-copies-nothing-from-a-manifest-without-sha256", export("--out", "{w}/k.onnx"),
+         setup=lambda w: (w / "model.keras.json").write_text('{"kind": "model", "threshold": 0.5}'),
+         message="model.keras.json names no sha256", check=no_file("k.onnx")),
+    Case("operating-point-stale-manifest", ["operating-point", "--model", "{w}/stale.onnx", "--data", "{w}/data",
+                                            "--good", "{w}/good", "-q"], message="was written for another"),
+    Case("operating-point-fa-budget-nan", op("--fa-budget", "nan"), message="--fa-budget must be >= 0 false blobs per image, got nan"),
+    Case("operating-point-fa-budget-inf", op("--fa-budget", "inf"), message="--fa-budget must be >= 0"),
+    Case("operating-point-min-dice-nan", op("--min-dice", "nan"), message="--min-dice must be in [0, 1), got nan"),
+    Case("detectability-good-of-another-size", ["detectability", "--data", "{w}/data", "--good", "{w}/good64", "-q"],
+         message="the --good images are 64x64 but the --data images are 32x32"),
+    Case("eval-dangling-symlink-image", eval_(), setup=dangling("data/images/9.png"),
+         message="{w}/data/images/9.png is a link to {w}/gone/9.png, which does not exist"),
+
+    # A model's output is checked: one probability per pixel, finite, within [0, 1].
+    Case("eval-output-not-a-probability", eval_model("raw"), message="raw.onnx [onnxruntime fp32] gave values from"),
+    Case("eval-output-nan", eval_model("nan"), message="nan.onnx [onnxruntime fp32] gave NaN"),
+    Case("eval-output-of-another-shape", eval_model("half"), message="gave an output shaped (4, 16, 16, 1) for 4 images of 32x32"),
+    Case("eval-two-input-onnx", eval_model("twoin"), message="has 2 input(s) (image, other)"),
+    Case("predict-output-nan", ["predict", "--model", "{w}/nan.onnx", "--input", "{w}/data", "--out", "{w}/pred", "-q"],
+         message="gave NaN", check=no_file("pred")),
+
+    # What used to end in a traceback.
+    Case("eval-dataset-manifest-a-list", eval_(), setup=dataset_manifest("[]"), message="is not a dataset manifest"),
+    Case("eval-dataset-manifest-images-a-number", eval_(), setup=dataset_manifest('{"images": 5}'),
+         message="{w}/data/manifest.json is not a dataset manifest"),
+    Case("eval-text-file-named-keras", eval_model("text", suffix=".keras"),
+         message="text.keras is not a Keras model: a .keras file is a zip archive"),
+    Case("eval-unknown-suffix", eval_model("x", suffix=".pt"),
+         message="edgeseg reads .keras, .onnx, .engine and .plan files (or 'classical' in place of a file)",
+         absent=("--backend",)),
+    Case("generate-seed-negative", generate("--out", "{w}/d", "--seed", "-1"), message="--seed must be an integer from 0"),
+    Case("generate-contrast-nan", generate("--out", "{w}/d", "--contrast", "nan:nan"),
+         message="contrast must be LO:HI with both ends in [-255, 255] gray levels, got nan:nan"),
+    Case("generate-contrast-inf", generate("--out", "{w}/d", "--contrast", "3:inf"), message="got 3:inf"),
+    Case("generate-contrast-absurd", generate("--out", "{w}/d", "--contrast", "1000:2000"), message="in [-255, 255]"),
+    Case("generate-level-shift-absurd", generate("--out", "{w}/d", "--level-shift", "1e6:1e6"),
+         message="level_shift must be LO:HI with both ends in [-112, 143]"),
+    Case("generate-noise-scale-negative", generate("--out", "{w}/d", "--noise-scale", "-1:1"),
+         message="noise_scale must be LO:HI with both ends in [0, 10]"),
+    Case("generate-illumination-negative", generate("--out", "{w}/d", "--illumination", "-5"),
+         message="illumination must be in [0, 255] gray levels, got -5"),
+    Case("generate-image-size-negative", ["generate", "--count", "2", "--out", "{w}/d", "-q", "--image-size", "-8"],
+         message="image_size must be an integer from 16 to 4,096 pixels, got -8"),
+    Case("generate-good-fraction-nan", generate("--out", "{w}/d", "--good-fraction", "nan"), message="good_fraction"),
+    Case("generate-count-zero", ["generate", "--count", "0", "--out", "{w}/d", "-q"], message="--count must be"),
+    Case("bench-batch-beyond-memory", bench("--batch-sizes", "1,100000"), setup=memory(16),
+         message="--batch-sizes needs about 54.9 GiB for the buffers of a batch of 100000 256x256 images, more than "
+                 "the 16.0 GiB of memory available"),
+    Case("bench-duration-inf", bench("--duration-s", "inf"), message="--duration-s must be in (0, 3600] seconds"),
+    Case("bench-warmup-nan", bench("--warmup-s", "nan"), message="--warmup-s must be in [0, 3600]"),
+    Case("bench-rate-nan", bench("--rate", "nan"), message="--rate must be in (0, 1e+06] frames/s"),
+    Case("export-image-size-huge", export("--out", "{w}/k.onnx", "--image-size", "100000"),
+         message="--image-size must be an integer from 16 to 4,096 pixels, got 100000"),
+    Case("export-image-size-below-the-generators", export("--out", "{w}/k.onnx", "--image-size", "9"),
+         message="--image-size must be an integer from 16 to 4,096"),
+
+    # Numbers out of range: one line with the allowed range.
+    Case("train-learning-rate-negative", train("--out", "{w}/newrun", "--learning-rate", "-1"),
+         message="--learning-rate must be in (0, 1], got -1", check=no_file("newrun")),
+    Case("train-fa-budget-nan", train("--out", "{w}/newrun", "--fa-budget", "nan"),
+         message="--fa-budget must be in [0, 1) false blobs per image, got nan", check=no_file("newrun")),
+    Case("train-seed-negative", train("--out", "{w}/newrun", "--seed", "-3"), message="--seed must be an integer"),
+    Case("eval-threshold-nan", eval_("--threshold", "nan"), message="--threshold must be in [0, 1], got nan"),
+    Case("eval-batch-size-zero", eval_("--batch-size", "0"), message="--batch-size must be an integer from 1 to 4,096"),
+    Case("predict-limit-zero", predict("--input", "{w}/data", "--out", "{w}/pred", "--limit", "0"),
+         message="--limit must be an integer >= 1"),
+    Case("compare-threshold-inf", ["compare", "{w}/m.onnx", "--data", "{w}/data", "-q", "--threshold", "inf"],
+         message="--threshold must be in [0, 1]"),
+    Case("quantize-calib-seed-negative", fp16("--calib-seed", "-1"), message="--calib-seed must be an integer from 0"),
+    Case("build-engine-workspace-zero", ["build-engine", "--model", "{w}/m.onnx", "--workspace", "0", "-q"],
+         message="--workspace must be an integer from 1 to"),
+    Case("export-triton-max-batch-absurd", ["export-triton", "--model", "{w}/m.onnx", "--repo", "{w}/repo",
+                                            "--max-batch", "100000000"], message="--max-batch must be an integer from 1 to 4,096",
+         check=no_file("repo")),
+    Case("export-deepstream-batch-size-absurd", ["export-deepstream", "--model", "{w}/m.onnx", "--out", "{w}/ds",
+                                                 "--batch-size", "100000000"], message="--batch-size must be",
+         check=no_file("ds")),
 ]
 
-
-def _files(root: Path) -> dict[str, str]:
-    """sha256 of every regular file under ``root`` (links and special files are named, not read)."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in filenames:
-            p = Path(dirpath) / name
-            rel = str(p.relative_to(root))
-            mode = os.lstat(p).st_mode
-            out[rel] = hashlib.sha256(p.read_bytes()).hexdigest() if stat.S_ISREG(mode) else f"mode {mode:o}"
-    return out
-
-
-def _is_hidden(rel: str) -> bool:
-    return any(part.startswith(".") and "." in part[1:] for part in Path(rel).parts)
-
-
-def _hidden(root: Path) -> list[str]:
-    """Hidden entries with a second dot (``.<name>.<tmp>``, ``.<name>.lock``, ``.<name>.old``) under root."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        found += [str(Path(dirpath) / n) for n in dirnames + filenames if n.startswith(".") and "." in n[1:]]
-    return found
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
@@ -396,7 +299,7 @@ def test_hostile(case: Case, template: Path, mounts, tmp_path: Path):
     cleanup = cleanup if callable(cleanup) else None
     places = {"w": str(w), **({k: str(v) for k, v in mounts.items()} if mounts else {})}
     watched = [w] + [Path(places[k]) for k in ("full", "ro") if any(f"{{{k}}}" in a for a in case.argv)]
-    before = {str(root): _files(root) for root in watched}
+    before = {str(root): file_digests(root) for root in watched}
     try:
         result = cli.invoke(app, [a.format(**places) for a in case.argv])
     finally:
@@ -405,17 +308,18 @@ def test_hostile(case: Case, template: Path, mounts, tmp_path: Path):
     output = result.output
     assert result.exit_code == case.code, output
     assert case.message.format(**places) in output, output
+    assert not any(word in output for word in case.absent), output
     assert "Traceback" not in output and (result.exception is None or isinstance(result.exception, SystemExit)), output
     if case.code:
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     for root in watched:
-        after = _files(root)
+        after = file_digests(root)
         for rel, digest in before[str(root)].items():
-            if root == w and any(fnmatch(rel, g) for g in case.written) or _is_hidden(rel):
+            if root == w and any(fnmatch(rel, g) for g in case.written) or is_hidden(rel):
                 continue  # written by the case, or a leftover it had to remove (checked below)
             assert after.get(rel) == digest, f"{root / rel} changed"
-        assert not _hidden(root), _hidden(root)
+        assert not hidden_entries(root), hidden_entries(root)
     if case.check:
         case.check(w)
 
@@ -431,7 +335,7 @@ def test_a_model_whose_manifest_cannot_be_written_is_removed(template, tmp_path)
     """Room for the model but not for its manifest: the model goes too (it would run at the default
     threshold), and the message says so."""
     folder = tmp_path / "one-page"
-    if not _mount(folder, "size=64k"):
+    if not mount(folder, "size=64k"):
         pytest.skip("needs a tmpfs mount: mount is not permitted here")
     try:
         # Room for three pages: the locks of the model and its manifest (each holds its writer's pid), the
@@ -444,7 +348,7 @@ def test_a_model_whose_manifest_cannot_be_written_is_removed(template, tmp_path)
         assert "removed" in r.output and "Traceback" not in r.output
         assert sorted(p.name for p in folder.iterdir()) == ["fill"]
     finally:
-        _umount(folder)
+        umount(folder)
 
 
 @pytest.mark.parametrize("mask,file_mode,dir_mode", [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700)])
@@ -486,14 +390,14 @@ def _wait_for_temp(proc: subprocess.Popen, out: Path, timeout: float = 60) -> No
 def test_a_terminated_generate_leaves_no_temp_and_the_old_set(tmp_path, sig):
     out = tmp_path / "d"
     assert cli.invoke(app, ["generate", "--count", "2", *SMALL, "--out", str(out)]).exit_code == 0
-    before = _files(out)
+    before = file_digests(out)
     proc = _start(out, 3000)
     _wait_for_temp(proc, out)
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in stderr, stderr  # 128 + SIGINT, whatever the signal
-    assert _files(out) == before
-    assert not _hidden(tmp_path), _hidden(tmp_path)
+    assert file_digests(out) == before
+    assert not hidden_entries(tmp_path), hidden_entries(tmp_path)
 
 
 def test_a_killed_generates_temp_is_removed_by_the_next_run(tmp_path):
@@ -502,10 +406,10 @@ def test_a_killed_generates_temp_is_removed_by_the_next_run(tmp_path):
     _wait_for_temp(proc, out)
     proc.kill()
     proc.wait(timeout=60)
-    assert _hidden(tmp_path)  # SIGKILL cannot clean up: a temporary folder and the lock file stay
+    assert hidden_entries(tmp_path)  # SIGKILL cannot clean up: a temporary folder and the lock file stay
     r = cli.invoke(app, ["generate", "--count", "2", *SMALL, "--out", str(out)])
     assert r.exit_code == 0, r.output
-    assert not _hidden(tmp_path), _hidden(tmp_path)
+    assert not hidden_entries(tmp_path), hidden_entries(tmp_path)
     assert len(list((out / "images").iterdir())) == 2
 
 
@@ -524,7 +428,7 @@ def test_three_concurrent_generates_one_writes_the_others_are_refused(tmp_path):
             assert "wrote 2000 images" in stdout
     manifest = json.loads((out / "manifest.json").read_text())
     assert len(manifest["images"]) == 2000 == len(list((out / "images").iterdir()))
-    assert not _hidden(tmp_path), _hidden(tmp_path)
+    assert not hidden_entries(tmp_path), hidden_entries(tmp_path)
 
 
 def test_a_dataset_swapped_out_by_a_killed_writer_is_put_back(tmp_path):
@@ -538,3 +442,41 @@ def test_a_dataset_swapped_out_by_a_killed_writer_is_put_back(tmp_path):
     with lock(tmp_path / "d"):
         assert (tmp_path / "d" / "manifest.json").read_text() == "{}"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
+
+
+# -- help and checks agree; TensorFlow's start-up lines -------------------------------------------------
+def test_export_help_states_the_image_sizes_its_check_allows():
+    r = cli.invoke(app, ["export", "--help"], env={"COLUMNS": "200"})
+    assert "(16..4096 pixels)" in r.output, r.output
+    for size, code in (("15", 1), ("4097", 1)):
+        r = cli.invoke(app, ["export", "--model", "missing.keras", "--image-size", size, "-q"])
+        assert r.exit_code == code and "--image-size must be an integer from 16 to 4,096" in r.output, r.output
+
+
+TF_NOISE = ("oneDNN custom operations", "This TensorFlow binary is optimized",
+            "All log messages before absl::InitializeLog()", "To enable the following instructions")
+
+
+def test_tensorflow_start_up_lines_are_hidden_unless_verbose(tmp_path):
+    """A real TensorFlow-loading command (eval of a Keras model) in a real process: none of TensorFlow's
+    start-up lines on stderr; with ``--verbose`` they are TensorFlow's to print."""
+    from edgeseg.artifacts import write_manifest
+    from edgeseg.data.dataset import write_dataset
+    from edgeseg.data.synth import PRESETS
+    from tiny_models import save_tiny_model
+
+    model = save_tiny_model(tmp_path / "tiny.keras", size=32)
+    write_manifest(model, "model", {"model": "tiny"}, threshold=0.5, mask_rule={"grow": None, "min_area": 0})
+    data = write_dataset(tmp_path / "d", PRESETS["test"].replace(image_size=32, defect_size=(6, 12)), 2, seed=1)
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    args = ["eval", "--model", str(model), "--data", str(data), "-q"]
+    quiet = subprocess.run([str(EDGESEG), *args], capture_output=True, text=True, env=env, timeout=300)
+    assert quiet.returncode == 0, quiet.stderr
+    assert not [n for n in TF_NOISE if n in quiet.stderr], quiet.stderr
+    assert "Dice" in quiet.stdout
+    verbose = subprocess.run([str(EDGESEG), "--verbose", *args], capture_output=True, text=True, env=env, timeout=300)
+    assert verbose.returncode == 0, verbose.stderr
+    if not any(n in verbose.stderr for n in TF_NOISE):  # this TensorFlow may print none: then neither may we
+        plain = subprocess.run([sys.executable, "-c", "import tensorflow"], capture_output=True, text=True, env=env,
+                               timeout=300)
+        assert not any(n in plain.stderr for n in TF_NOISE), plain.stderr

@@ -115,8 +115,10 @@ def test_cli_resume_continues_at_the_next_epoch(tmp_path):
     (["--curriculum", "8:3"], "curriculum must be START:END:EPOCHS"),
     (["--crop", "50"], "--crop must be a multiple of 8"),
     (["--resume"], "nothing to resume"),
-    (["--workers", "0"], "--workers must be at least 1"),
-    (["--fit-count", "1"], "--fit-count must be at least 2"),
+    (["--workers", "0"], "--workers must be an integer from 1 to 256, got 0"),
+    (["--fit-count", "1"], "--fit-count must be an integer from 2 to"),
+    (["--learning-rate", "-1"], "--learning-rate must be in (0, 1], got -1"),
+    (["--fa-budget", "nan"], "--fa-budget must be in [0, 1)"),
     (["--fa-budget", "-0.1"], "--fa-budget must be in [0, 1)"),
 ])
 def test_cli_bad_options_are_one_line_errors(tmp_path, args, message):

@@ -28,8 +28,14 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="Print the version and exit.")) -> None:
+                                       help="Print the version and exit."),
+          verbose: bool = typer.Option(False, "--verbose", help="Keep TensorFlow's start-up log lines "
+                                       "(oneDNN, CPU instructions, absl), hidden by default.")) -> None:
     """edgeseg command line."""
+    if verbose:
+        from edgeseg.cli import tflog
+
+        tflog.verbose()
 
 
 def _register() -> None:
@@ -63,6 +69,9 @@ def main() -> None:
     """The ``edgeseg`` console script."""
     import signal
 
+    from edgeseg.cli import tflog
+
+    tflog.quiet()  # before any command imports TensorFlow; --verbose undoes it
     for s in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, _stop)
     app()

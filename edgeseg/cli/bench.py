@@ -16,16 +16,18 @@ from edgeseg.cli.common import (claim_outputs, console, err_console, force_optio
                                 report_output, user_errors)
 from edgeseg.errors import EdgesegError
 from edgeseg.types import Backend
+from edgeseg.validate import finite, fits_memory, whole
+from edgeseg.validate import seed as check_seed
 
 
 def bench(
     model: list[str] = typer.Option(..., "--model", "-m", help="Model artifact (.keras, .onnx, .engine); repeat for several."),
     backend: Optional[Backend] = typer.Option(None, "--backend", help="Backend for every model (default: from each file's suffix)."),
-    batch_sizes: str = typer.Option("1,2,4,8,16,32", "--batch-sizes", help="Comma-separated batch sizes to sweep."),
-    warmup_s: float = typer.Option(2.0, "--warmup-s", help="Warm-up seconds before each measured point."),
-    duration_s: float = typer.Option(10.0, "--duration-s", help="Seconds measured per repeat (streaming: stream length when --frames is not given)."),
-    repeats: int = typer.Option(3, "--repeats", help="Repeats per point; images/s is their median."),
-    streams: int = typer.Option(2, "--streams", help="CUDA streams (one execution context each) for TensorRT engines."),
+    batch_sizes: str = typer.Option("1,2,4,8,16,32", "--batch-sizes", help="Comma-separated batch sizes to sweep (each within the memory available)."),
+    warmup_s: float = typer.Option(2.0, "--warmup-s", help="Warm-up seconds before each measured point (0..3600)."),
+    duration_s: float = typer.Option(10.0, "--duration-s", help="Seconds measured per repeat, up to 3600 (streaming: stream length when --frames is not given)."),
+    repeats: int = typer.Option(3, "--repeats", help="Repeats per point (1..1000); images/s is their median."),
+    streams: int = typer.Option(2, "--streams", help="CUDA streams (one execution context each) for TensorRT engines (1..64)."),
     workers: Optional[int] = typer.Option(None, "--workers", help="ONNX Runtime: threads a batch is split over, each running chunks of a few images on one core (1: the whole batch in one multi-threaded call; default: one per core)."),
     rate: Optional[float] = typer.Option(None, "--rate", help="Stream frames at this rate (frames/s) in batches of up to the largest --batch-sizes, instead of sweeping."),
     max_wait_ms: float = typer.Option(10.0, "--max-wait-ms", help="Streaming: longest a batch waits after its first frame."),
@@ -47,15 +49,8 @@ def bench(
     from edgeseg.runners.registry import backend_of, load_runner
 
     sizes = parse_int_list(batch_sizes, "--batch-sizes")
+    _check_options(sizes, warmup_s, duration_s, repeats, streams, workers, rate, max_wait_ms, frames, queue_size, seed)
     timing = harness.Timing(warmup_s, duration_s, repeats)
-    if streams < 1:
-        raise EdgesegError(f"--streams must be >= 1, got {streams}")
-    if workers is not None and workers < 1:
-        raise EdgesegError(f"--workers must be >= 1, got {workers}")
-    if rate is not None and not rate > 0:
-        raise EdgesegError(f"--rate must be > 0 frames/s, got {rate:g}")
-    if frames is not None and frames < 1:
-        raise EdgesegError(f"--frames must be >= 1, got {frames}")
     for m in model:
         if m != "classical" and not Path(m).exists():
             raise EdgesegError(f"model file not found: {m}")
@@ -63,6 +58,9 @@ def bench(
                   {"--model": model, "--data": data, "--accuracy": accuracy}, force)
     entries = report.load_accuracy(accuracy) if accuracy else None
     images = harness.bench_images(data=data) if data is not None else None
+    h, w = images.shape[1:3] if images is not None else (256, 256)
+    # A batch is gathered as uint8, fed as float32 and answered as float32 probabilities: 9 bytes a pixel.
+    fits_memory("--batch-sizes", max(sizes) * h * w * 9, f"the buffers of a batch of {max(sizes)} {w}x{h} images")
 
     # Each option goes to the backends that take it (the registry says which); the others never see it.
     options = {"streams": streams, "workers": workers}
@@ -124,6 +122,27 @@ def bench(
     if broken:
         raise EdgesegError(f"stream integrity violated for {', '.join(report.label(r) for r in broken)} "
                            "(frames lost, duplicated or reordered: a bug, please report it)")
+
+
+def _check_options(sizes, warmup_s, duration_s, repeats, streams, workers, rate, max_wait_ms, frames, queue_size,
+                   seed) -> None:
+    """Every number of the command within its range, in one line if not (before any model is loaded)."""
+    for size in sizes:
+        whole("--batch-sizes", size, 1)  # the largest is checked against the memory available
+    finite("--warmup-s", warmup_s, 0, 3600, unit="seconds")
+    finite("--duration-s", duration_s, 0, 3600, lo_open=True, unit="seconds")
+    whole("--repeats", repeats, 1, 1000)
+    whole("--streams", streams, 1, 64)
+    if workers is not None:
+        whole("--workers", workers, 1, 1024)
+    if rate is not None:
+        finite("--rate", rate, 0, 1e6, lo_open=True, unit="frames/s")
+    finite("--max-wait-ms", max_wait_ms, 0, 60_000, unit="ms")
+    if frames is not None:
+        whole("--frames", frames, 1, 100_000_000)
+    if queue_size is not None:
+        whole("--queue-size", queue_size, 1, 1_000_000)
+    check_seed("--seed", seed)
 
 
 def _wide():

@@ -101,6 +101,19 @@ def parse_int_list(text: str, name: str = "list") -> list[int]:
     return values
 
 
+#: Most images per inference call a command takes (256² float32 images: 1 GiB of input at this batch).
+MAX_BATCH = 4096
+
+
+def check_inference(threshold: float | None, batch_size: int) -> None:
+    """``--threshold`` (when given) and ``--batch-size`` of the commands that run a model, in one line if wrong."""
+    from edgeseg.validate import finite, whole
+
+    if threshold is not None:
+        finite("--threshold", threshold, 0, 1)
+    whole("--batch-size", batch_size, 1, MAX_BATCH)
+
+
 def report_output(path: Any, option: str = "--json", artifact: str | None = None):
     """A report file (``--json``, ``--plot``) as an output for :func:`claim_outputs`; None for none or stdout.
     ``artifact``: the manifest kind the report itself carries (an earlier one may be replaced)."""

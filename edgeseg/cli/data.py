@@ -27,33 +27,37 @@ Examples:
 def generate(
     out: Path = typer.Option(..., "--out", help="Output folder (images/, labels/, manifest.json); replaced atomically."),
     preset: str = typer.Option("seed", help="Starting distribution: seed | test | train."),
-    count: int = typer.Option(100, min=1, help="Number of images."),
-    seed: int = typer.Option(0, help="Random seed; the same seed and options give the same images."),
-    contrast: Optional[str] = typer.Option(None, help="Defect contrast range LO:HI in gray levels (e.g. 3:4)."),
-    defects: Optional[str] = typer.Option(None, help="Defects per image LO:HI (e.g. 1:2)."),
-    defect_size: Optional[str] = typer.Option(None, help="Defect side length LO:HI in pixels (e.g. 8:63)."),
+    count: int = typer.Option(100, help="Number of images (1..10,000,000)."),
+    seed: int = typer.Option(0, help="Random seed (>= 0); the same seed and options give the same images."),
+    contrast: Optional[str] = typer.Option(None, help="Defect contrast range LO:HI in gray levels, within -255..255 (e.g. 3:4)."),
+    defects: Optional[str] = typer.Option(None, help="Defects per image LO:HI, within 0..100 (e.g. 1:2)."),
+    defect_size: Optional[str] = typer.Option(None, help="Defect side length LO:HI in pixels, below the image size (e.g. 8:63)."),
     size_dist: Optional[str] = typer.Option(None, help="How defect sides are drawn: uniform (the seed) | log "
                                             "(more small and thin defects)."),
     good_fraction: Optional[float] = typer.Option(None, help="Probability that an image has no defect (0..1)."),
     shape: Optional[Shape] = typer.Option(None, help="Defect shape."),
     noise: Optional[Noise] = typer.Option(None, help="Background noise model."),
-    image_size: Optional[int] = typer.Option(None, help="Square image side in pixels (default 256)."),
-    noise_scale: Optional[str] = typer.Option(None, help="Noise std relative to the seed's 7.2, LO:HI per image."),
-    level_shift: Optional[str] = typer.Option(None, help="Background level shift from 112, LO:HI gray levels per image."),
-    illumination: Optional[float] = typer.Option(None, help="Max peak-to-peak of a smooth lighting field (gray levels)."),
+    image_size: Optional[int] = typer.Option(None, help="Square image side in pixels, 16..4096 (default 256)."),
+    noise_scale: Optional[str] = typer.Option(None, help="Noise std relative to the seed's 7.2, LO:HI per image, within 0..10."),
+    level_shift: Optional[str] = typer.Option(None, help="Background level shift from 112, LO:HI gray levels per image, within -112..143."),
+    illumination: Optional[float] = typer.Option(None, help="Max peak-to-peak of a smooth lighting field, 0..255 gray levels."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     force: bool = force_option(),
 ) -> None:
     """Generate a synthetic low-contrast defect dataset (faithful to the seed's make_image.py)."""
-    from edgeseg.data.dataset import write_dataset
+    from edgeseg.data.dataset import MAX_COUNT, write_dataset
     from edgeseg.data.synth import preset as get_preset
     from edgeseg.outputs import Kind, Output
+    from edgeseg.validate import seed as check_seed
+    from edgeseg.validate import whole
 
+    whole("--count", count, 1, MAX_COUNT)
+    check_seed("--seed", seed)
     cfg = get_preset(preset)
     changes: dict = {}
     if contrast is not None:
         changes["contrast"] = parse_range(contrast, float, "--contrast")
-        if any(v != int(v) for v in changes["contrast"]):
+        if not all(float(v).is_integer() for v in changes["contrast"]):  # NaN and infinity are refused below
             changes["contrast_continuous"] = True
     if defects is not None:
         changes["defects"] = parse_range(defects, int, "--defects")

@@ -11,10 +11,13 @@ from typing import Any, Optional
 
 import typer
 
-from edgeseg.cli.common import (claim_outputs, console, emit_report, force_option, parse_int_list, progress_bar,
-                                report_output, user_errors)
+from edgeseg.cli.common import (MAX_BATCH, check_inference, claim_outputs, console, emit_report, force_option,
+                                parse_int_list, progress_bar, report_output, user_errors)
+from edgeseg.data.synth import MAX_SIZE, MIN_SIZE
 from edgeseg.errors import EdgesegError
 from edgeseg.types import Precision
+from edgeseg.validate import seed as check_seed
+from edgeseg.validate import whole
 
 
 class Lower(str, Enum):
@@ -82,15 +85,17 @@ The first model is the reference: mask IoU and |Δprob| are measured against it.
 def export(
     model: Path = typer.Option(..., "--model", help="The trained Keras model (.keras)."),
     out: Optional[Path] = typer.Option(None, "--out", help="The ONNX file to write (default: beside the model, .onnx)."),
-    opset: int = typer.Option(17, min=17, help="ONNX opset (17 or higher)."),
-    image_size: int = typer.Option(256, "--image-size", min=8, help="Image side the deployed model takes."),
+    opset: int = typer.Option(17, help="ONNX opset (17 or 18: the ones tf2onnx writes)."),
+    image_size: int = typer.Option(256, "--image-size", help=f"Image side the deployed model takes "
+                                   f"({MIN_SIZE}..{MAX_SIZE} pixels)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     force: bool = force_option(),
 ) -> None:
     """Export a Keras model to ONNX (dynamic batch) and check it matches Keras."""
-    from edgeseg.export.onnx import export_onnx
+    from edgeseg.export.onnx import check_export, export_onnx
     from edgeseg.outputs import Kind, Output
 
+    check_export(opset, image_size)
     out = out or model.with_suffix(".onnx")
     claim_outputs([Output(out, Kind.model)], {"--model": model}, force)
     with progress_bar("export", enabled=not quiet) as progress:
@@ -121,7 +126,7 @@ def quantize(
              "typing has no fallback; fp32 for --target cpu). The raw-pixel stem stays FP32 either way."),
     keep_head_fp32: bool = typer.Option(False, "--keep-head-fp32", help="Leave the final conv and sigmoid in FP32."),
     min_conv_depth: int = typer.Option(
-        128, "--min-conv-depth", min=0,
+        128, "--min-conv-depth",
         help="INT8: convs with in-channels×kernel area below this stay FP32 (int8 does not pay there; 0 = all). "
              "FP16: everything before the first conv this deep stays FP32."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -133,6 +138,8 @@ def quantize(
     from edgeseg.outputs import Kind, Output
 
     fp16 = _precision(precision, fp16, int8, required=True) is Precision.fp16
+    whole("--min-conv-depth", min_conv_depth, 0)
+    check_seed("--calib-seed", calib_seed)
     out = out or derived_path(model, Precision.fp16 if fp16 else Precision.int8)
     claim_outputs([Output(out, Kind.model), None if fp16 else Output(calib_dir, Kind.cache_folder, "--calib-dir")],
                   {"--model": model}, force)
@@ -160,8 +167,8 @@ def build_engine(
                                               "int8 (default calibration). Default: the file's own precision."),
     fp16: bool = typer.Option(False, "--fp16", help="Shorthand for --precision fp16."),
     int8: bool = typer.Option(False, "--int8", help="Shorthand for --precision int8."),
-    batch: str = typer.Option("1,8,32", "--batch", help="Optimisation profile MIN,OPT,MAX batch."),
-    workspace: int = typer.Option(1024, "--workspace", help="Builder workspace in MB."),
+    batch: str = typer.Option("1,8,32", "--batch", help=f"Optimisation profile MIN,OPT,MAX batch (each 1..{MAX_BATCH})."),
+    workspace: int = typer.Option(1024, "--workspace", help="Builder workspace in MB (1..1048576)."),
     timing_cache: Optional[Path] = typer.Option(None, "--timing-cache", help="Load/save the builder's timing cache here."),
     version_compatible: bool = typer.Option(False, "--version-compatible", help="Engine also runs on newer TensorRT."),
     out: Path = typer.Option(Path("engines"), "--out", help="Output folder (or a .engine file)."),
@@ -180,6 +187,9 @@ def build_engine(
     values = parse_int_list(batch, "--batch")
     if len(values) != 3:
         raise EdgesegError(f"--batch must be MIN,OPT,MAX (three numbers), got {batch!r}")
+    for value in values:
+        whole("--batch", value, 1, MAX_BATCH)
+    whole("--workspace", workspace, 1, 1 << 20, unit="MB")
     profile = check_profile(tuple(values))
     if not model.is_file():
         raise EdgesegError(f"ONNX file not found: {model}")
@@ -207,8 +217,11 @@ def compare(
     models: list[str] = typer.Argument(..., help="Model files; the first is the reference (e.g. the Keras model)."),
     data: list[Path] = typer.Option(..., "--data", help="A labelled dataset folder; repeatable."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Write the report as JSON here ('-' = stdout)."),
-    batch_size: int = typer.Option(16, min=1, help="Images per inference call."),
-    threads: Optional[int] = typer.Option(None, min=1, help="ONNX Runtime intra-op threads (default: all cores)."),
+    threshold: Optional[float] = typer.Option(
+        None, "--threshold", help="Score every model at this threshold (0..1) instead of its manifest's own one; "
+        "a model without a manifest needs it."),
+    batch_size: int = typer.Option(16, help=f"Images per inference call (1..{MAX_BATCH})."),
+    threads: Optional[int] = typer.Option(None, help="ONNX Runtime intra-op threads, 1..1024 (default: all cores)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     force: bool = force_option(),
 ) -> None:
@@ -216,10 +229,13 @@ def compare(
     from edgeseg.artifacts import environment
     from edgeseg.compare import compare as run_compare
 
+    check_inference(threshold, batch_size)
+    if threads is not None:
+        whole("--threads", threads, 1, 1024)
     claim_outputs([report_output(json_out)], {"model": models, "--data": data}, force)
     options = {"intra_op_num_threads": threads} if threads else {}
     with progress_bar("compare", enabled=not quiet) as progress:
-        report = run_compare(models, data, batch_size, options, progress)
+        report = run_compare(models, data, batch_size, options, progress, threshold=threshold)
     report.update(command=sys.argv, environment=environment())
     emit_report(report, _tables(report["rows"]), json_out)
 

@@ -8,9 +8,10 @@ from typing import Any, Optional
 
 import typer
 
-from edgeseg.cli.common import (claim_outputs, console, emit_report, force_option, progress_bar, report_output,
-                                user_errors)
+from edgeseg.cli.common import (MAX_BATCH, check_inference, claim_outputs, console, emit_report, force_option,
+                                progress_bar, report_output, user_errors)
 from edgeseg.errors import BadInput
+from edgeseg.validate import whole
 
 _EVAL_EPILOG = """\
 Examples:
@@ -19,7 +20,7 @@ Examples:
 
   edgeseg eval --model runs/demo/model.int8.onnx --data data/seed --json runs/demo/int8.json
 
-Each model is scored at threshold 0.5 and at its own threshold from its manifest (the operating point 'edgeseg train' fitted under its false-alarm budget; classical: 0.5); the table shows one row for each.
+Each model is scored at threshold 0.5 and at its own threshold from its manifest (the operating point 'edgeseg train' fitted under its false-alarm budget; classical: 0.5); the table shows one row for each. A model without a manifest (or whose manifest names no threshold and mask rule) is refused: fit its point with 'edgeseg operating-point', or give --threshold.
 Masks follow the model's mask rule from its manifest (hysteresis down to 'grow', blobs with at least 'min_area' pixels over the threshold); --raw scores the threshold alone.
 """
 
@@ -86,8 +87,9 @@ def eval_(
     model: list[str] = typer.Option(..., "--model", help="A model file (.keras, .onnx, .engine) or 'classical'; repeatable."),
     data: list[Path] = typer.Option(..., "--data", help="A labelled dataset folder; repeatable."),
     threshold: Optional[float] = typer.Option(
-        None, min=0.0, max=1.0, help="Use this threshold instead of the manifest's own one ('best' column)."),
-    batch_size: int = typer.Option(16, min=1, help="Images per inference call."),
+        None, help="Use this threshold (0..1) instead of the manifest's own one ('best' column); a model without "
+        "a manifest needs it."),
+    batch_size: int = typer.Option(16, help=f"Images per inference call (1..{MAX_BATCH})."),
     mask_rule: bool = typer.Option(
         True, "--mask-rule/--raw",
         help="Make masks with the model's mask rule (hysteresis, minimum blob; from its manifest) or the threshold alone."),
@@ -98,16 +100,18 @@ def eval_(
     """Score models on labelled datasets: pixel Dice/IoU, defect recall, false blobs, escapes, overkill."""
     from edgeseg.artifacts import environment
     from edgeseg.data.dataset import load_dataset
-    from edgeseg.evaluate import evaluate, model_mask_rule, model_threshold
+    from edgeseg.evaluate import evaluate, model_point
     from edgeseg.postprocess import MaskRule
     from edgeseg.runners import load_runner
 
+    check_inference(threshold, batch_size)
     claim_outputs([report_output(json_out)], {"--model": model, "--data": data}, force)
+    points = {m: model_point(m, threshold) for m in model}  # a model without its operating point fails first
     datasets = [load_dataset(d) for d in data]  # bad data fails before any model is loaded
     results = []
     for m in model:
-        best, source = (threshold, "--threshold") if threshold is not None else model_threshold(m)
-        rule = model_mask_rule(m) if mask_rule else MaskRule()
+        best, source, rule = points[m]
+        rule = rule if mask_rule else MaskRule()
         runner = load_runner(m)
         with runner:
             for ds in datasets:
@@ -126,22 +130,27 @@ def predict(
     input: Path = typer.Option(..., "--input", help="Folder of images (ours or the seed's layout; labels optional)."),
     out: Path = typer.Option(..., "--out", help="Output folder: one 0/255 mask PNG per image; replaced atomically."),
     threshold: Optional[float] = typer.Option(
-        None, min=0.0, max=1.0, help="Mask threshold (default: the model's own threshold from its manifest)."),
+        None, help="Mask threshold, 0..1 (default: the model's own threshold from its manifest; a model without "
+        "a manifest needs it)."),
     triptych: bool = typer.Option(False, "--triptych", help="Also write OUT/triptych/<name>.png: image | truth | prediction."),
-    limit: Optional[int] = typer.Option(None, min=1, help="Only the first N images (natural order)."),
-    batch_size: int = typer.Option(16, min=1, help="Images per inference call."),
+    limit: Optional[int] = typer.Option(None, help="Only the first N images (natural order; N >= 1)."),
+    batch_size: int = typer.Option(16, help=f"Images per inference call (1..{MAX_BATCH})."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     force: bool = force_option(),
 ) -> None:
     """Write predicted masks (and optional pictures a person can read) for a folder of images."""
     from edgeseg.artifacts import atomic_dir, manifest, write_json
     from edgeseg.data.dataset import label_dir, load_dataset, open_images
-    from edgeseg.evaluate import model_mask_rule, model_threshold
+    from edgeseg.evaluate import model_point
     from edgeseg.outputs import Kind, Output
     from edgeseg.predictions import write_predictions
     from edgeseg.runners import load_runner
 
+    check_inference(threshold, batch_size)
+    if limit is not None:
+        whole("--limit", limit, 1)
     claim_outputs([Output(out, Kind.predictions)], {"--model": model, "--input": input}, force)
+    t, source, rule = model_point(model, threshold)
     if label_dir(input) is not None:
         ds = load_dataset(input, limit)
         images, names, gts = ds.images, ds.names, ds.masks
@@ -152,8 +161,6 @@ def predict(
     if len(set(pngs)) < len(pngs):
         dup = next(p for p in pngs if pngs.count(p) > 1)
         raise BadInput(f"two images in {input} would both write {dup} (same name, different suffix); rename one")
-    t, source = (threshold, "--threshold") if threshold is not None else model_threshold(model)
-    rule = model_mask_rule(model)
     # Read, predict and write a chunk at a time: memory does not grow with the folder.
     with atomic_dir(out) as tmp, load_runner(model) as runner, progress_bar("predict", enabled=not quiet) as progress:
         write_predictions(runner, images, pngs, tmp, t, rule, gts, triptych, batch_size, progress=progress, shown=out)
@@ -213,6 +220,10 @@ def detectability(
 
     claim_outputs([report_output(json_out)], {"--data": data, "--good": good}, force)
     defects, clean = load_dataset(data), load_good(good)
+    (h, w), (gh, gw) = defects.images.shape[1:], clean.images.shape[1:]
+    if (gh, gw) != (h, w):  # chance boxes in a larger image reach higher z: the noise must be scanned at size
+        raise BadInput(f"the --good images are {gw}x{gh} but the --data images are {w}x{h}; give defect-free "
+                       "images of the same size (the largest z noise reaches grows with the image)")
     with progress_bar("detectability", enabled=not quiet) as progress:
         report = assess(defects, clean, progress=progress)
     report.update(command=sys.argv, environment=environment())

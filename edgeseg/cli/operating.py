@@ -127,13 +127,15 @@ def operating_point(
     from edgeseg import operating
     from edgeseg.evaluate import predict_probs
     from edgeseg.runners import load_runner
+    from edgeseg.validate import finite, whole
+    from edgeseg.validate import seed as check_seed
 
-    if fit_count < 2:
-        raise EdgesegError(f"--fit-count must be at least 2 (one image per noise kind), got {fit_count}")
+    whole("--fit-count", fit_count, 2, 1_000_000, why="one image per noise kind at least")
+    check_seed("--seed", seed)
+    finite("--fa-budget", fa_budget, 0, unit="false blobs per image")
     if prefer not in operating.PREFERENCES:
         raise EdgesegError(f"--prefer must be one of {', '.join(operating.PREFERENCES)}, got {prefer!r}")
-    if not 0.0 <= min_dice < 1.0:
-        raise EdgesegError(f"--min-dice must be in [0, 1), got {min_dice}")
+    finite("--min-dice", min_dice, 0, 1, hi_open=True)
     if str(model) == "classical":
         raise EdgesegError("classical has no fitted operating point: its threshold is its z-score (see edgeseg eval --help)")
     if out is not None and (out.is_dir() or out.suffix != model.suffix):

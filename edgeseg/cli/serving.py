@@ -8,8 +8,9 @@ from typing import Optional
 
 import typer
 
-from edgeseg.cli.common import console, parse_int_list, user_errors
+from edgeseg.cli.common import MAX_BATCH, console, parse_int_list, user_errors
 from edgeseg.errors import EdgesegError
+from edgeseg.validate import whole
 
 _TRITON_EPILOG = """\
 Examples:
@@ -47,7 +48,7 @@ def export_triton(
     model: Path = typer.Option(..., "--model", help="ONNX file (model.onnx, model.int8.onnx, ...) or edgeseg engine (.engine)."),
     repo: Path = typer.Option(..., "--repo", help="The Triton model repository (created if missing)."),
     name: Optional[str] = typer.Option(None, "--name", help="Model name in the repository (default from the file: model_int8, model_int8_plan)."),
-    max_batch: Optional[int] = typer.Option(None, "--max-batch", help="max_batch_size (default: an engine's profile MAX, else 32)."),
+    max_batch: Optional[int] = typer.Option(None, "--max-batch", help=f"max_batch_size, 1..{MAX_BATCH} (default: an engine's profile MAX, else 32)."),
     instances: int = typer.Option(1, "--instances", help="Model instances (instance_group count)."),
     instance_kind: str = typer.Option("auto", "--instance-kind", help="auto (GPU for engines, CPU for ONNX) | cpu | gpu."),
     preferred_batch: Optional[str] = typer.Option(None, "--preferred-batch", help="Preferred batch sizes, e.g. 4,8,16."),
@@ -61,6 +62,10 @@ def export_triton(
 
     if preferred_batch is not None and bench is not None:
         raise EdgesegError("choose one of --preferred-batch or --bench")
+    if max_batch is not None:
+        whole("--max-batch", max_batch, 1, MAX_BATCH)
+    whole("--instances", instances, 1, 1024)
+    whole("--max-queue-delay-us", max_queue_delay_us, 0, 60_000_000)
     options = TritonOptions(
         name=name, max_batch=max_batch, instances=instances, kind=_choice(instance_kind, InstanceKind, "--instance-kind"),
         preferred_batch=tuple(parse_int_list(preferred_batch, "--preferred-batch")) if preferred_batch else None,
@@ -77,13 +82,15 @@ def export_triton(
 def export_deepstream(
     model: Path = typer.Option(..., "--model", help="ONNX file or edgeseg engine (.engine) with one probability output."),
     out: Path = typer.Option(..., "--out", help="Folder to write the nvinfer config, labels and model to."),
-    batch_size: int = typer.Option(1, "--batch-size", help="nvinfer batch-size (frames per inference)."),
+    batch_size: int = typer.Option(1, "--batch-size", help=f"nvinfer batch-size (frames per inference, 1..{MAX_BATCH})."),
     gpu_id: int = typer.Option(0, "--gpu-id", help="nvinfer gpu-id."),
     force: bool = typer.Option(False, "--force", help="Replace an existing OUT."),
 ) -> None:
     """A DeepStream Gst-nvinfer config (semantic segmentation) and labels file for a model."""
     from edgeseg.serving.deepstream import export_deepstream as export
 
+    whole("--batch-size", batch_size, 1, MAX_BATCH)
+    whole("--gpu-id", gpu_id, 0, 1023)
     result = export(model, out, batch_size=batch_size, gpu_id=gpu_id, force=force)
     p = result.properties
     console.print(f"wrote {result.config} (network-mode {p['network-mode']}, batch-size {p['batch-size']}, "

@@ -21,6 +21,7 @@ are :class:`ImageStack` s, and the commands that score a set walk it ``CHUNK`` i
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ from edgeseg.artifacts import atomic_dir, manifest, read_json, write_json
 from edgeseg.data.synth import GENERATOR_VERSION, SynthConfig, generate
 from edgeseg.errors import BadInput
 from edgeseg.progress import Progress, silent
+from edgeseg.validate import seed as check_seed
+from edgeseg.validate import whole
 
 IMAGE_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -41,6 +44,8 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: probabilities, component labels, histogram indices) near 100 MB; larger chunks buy no speed, because
 #: inference runs in batches of its own size and the metrics work image by image.
 CHUNK = 64
+#: Most images one set may have (about 10 GB of 256² PNGs).
+MAX_COUNT = 10_000_000
 
 
 class ImageStack:
@@ -183,6 +188,9 @@ def label_dir(path: str | Path) -> Path | None:
 
 
 def _image_files(folder: Path, limit: int | None) -> list[Path]:
+    for f in folder.iterdir():
+        if f.suffix.lower() in IMAGE_SUFFIXES and f.is_symlink() and not f.exists():
+            raise BadInput(f"{f} is a link to {os.readlink(f)}, which does not exist; fix the link or remove it")
     files = sorted((f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
                     and not f.name.startswith(".")), key=lambda f: natural_key(f.name))
     if not files:
@@ -290,8 +298,14 @@ def _manifest_info(root: Path, names: list[str]) -> tuple[list[list[dict]] | Non
         m = read_json(mpath)
     except (ValueError, OSError) as e:
         raise BadInput(f"{mpath} is not valid JSON ({e}); delete it or regenerate the set") from None
-    config = (m.get("config") or {}).get("generator") if isinstance(m, dict) else None
-    per_image = {e.get("name"): e.get("defects") for e in (m.get("images") or []) if isinstance(e, dict)}
+    images = m.get("images") if isinstance(m, dict) else None
+    if not isinstance(m, dict) or not isinstance(images, (list, type(None))) or not isinstance(
+            m.get("config"), (dict, type(None))):
+        raise BadInput(f"{mpath} is not a dataset manifest (a JSON object with an images list and a config "
+                       "object); delete it or regenerate the set")
+    config = (m.get("config") or {}).get("generator")
+    config = config if isinstance(config, dict) else None
+    per_image = {e.get("name"): e.get("defects") for e in (images or []) if isinstance(e, dict)}
     if not all(isinstance(per_image.get(n), list) for n in names):
         return None, config  # a manifest that does not describe every image is not used for breakdowns
     return [per_image[n] for n in names], config
@@ -325,8 +339,8 @@ def write_dataset(out: str | Path, cfg: SynthConfig, count: int, seed: int,
     the seed, and per image its defects (boxes, shapes, contrasts) and the per-image draws (noise, level,
     illumination), so a set can be regenerated bit for bit and metrics can be broken down by contrast.
     """
-    if count < 1:
-        raise BadInput(f"count must be at least 1, got {count}")
+    whole("count", count, 1, MAX_COUNT)
+    check_seed("seed", seed)
     out = Path(out)
     ensure_replaceable(out, "dataset")
     rng = np.random.default_rng(seed)

@@ -26,8 +26,13 @@ from typing import Any
 import numpy as np
 
 from edgeseg.errors import EdgesegError
+from edgeseg.validate import finite, finite_range, whole
 
 GENERATOR_VERSION = 1
+#: Image sides the generator draws (16: room for a defect; 4096: a 16-megapixel frame, 16 MB per image).
+MIN_SIZE, MAX_SIZE = 16, 4096
+#: Most defects per image.
+MAX_DEFECTS = 100
 
 
 class Shape(str, Enum):
@@ -73,23 +78,22 @@ class SynthConfig:
     illumination: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("contrast", "defects", "defect_size", "noise_scale", "level_shift"):
-            lo, hi = getattr(self, name)
-            if lo > hi:
-                raise EdgesegError(f"{name}: low end {lo} is above high end {hi}")
-        if not 0.0 <= self.good_fraction <= 1.0:
-            raise EdgesegError(f"good_fraction must be in [0, 1], got {self.good_fraction}")
-        if self.defects[0] < 0:
-            raise EdgesegError("defects must be >= 0")
-        if self.defect_size[0] < 1 or self.defect_size[1] >= self.image_size:
-            raise EdgesegError(
-                f"defect_size must be within 1..{self.image_size - 1} for {self.image_size}px images, "
-                f"got {self.defect_size[0]}:{self.defect_size[1]}"
-            )
+        # Every knob within what an 8-bit image can show: the background mean (112 + shift) stays in 0..255,
+        # a contrast or lighting swing beyond 255 gray levels saturates every pixel it touches.
+        whole("image_size", self.image_size, MIN_SIZE, MAX_SIZE, unit="pixels")
+        finite_range("contrast", self.contrast, -255, 255, unit="gray levels")
+        finite_range("noise_scale", self.noise_scale, 0, 10, unit="(times the seed's noise)")
+        finite_range("level_shift", self.level_shift, -SEED_MEAN, 255 - SEED_MEAN, unit="gray levels")
+        finite("illumination", self.illumination, 0, 255, unit="gray levels")
+        finite("good_fraction", self.good_fraction, 0, 1)
+        for name, lo, hi in (("defects", 0, MAX_DEFECTS), ("defect_size", 1, self.image_size - 1)):
+            a, b = getattr(self, name)
+            for end in (a, b):
+                whole(name, end, lo, hi, why=f"for {self.image_size}px images" if name == "defect_size" else "")
+            if a > b:
+                raise EdgesegError(f"{name}: low end {a} is above high end {b}")
         if self.size_dist not in ("uniform", "log"):
             raise EdgesegError(f"unknown size_dist {self.size_dist!r}: choose one of uniform, log")
-        if self.image_size < 16:
-            raise EdgesegError(f"image_size must be at least 16, got {self.image_size}")
         for name, enum in (("shape", Shape), ("noise", Noise)):
             try:
                 object.__setattr__(self, name, enum(getattr(self, name)))

@@ -8,24 +8,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgeseg.artifacts import manifest_path, read_json
+from edgeseg.artifacts import manifest_path, read_manifest
 from edgeseg.deps import require
 from edgeseg.errors import EdgesegError
 from edgeseg.types import Precision
 
 
 def onnx_precision(path: str | Path) -> Precision:
-    """fp32/fp16/int8 of an ONNX file: from its manifest when present, else by looking at the graph
-    (QuantizeLinear nodes → int8, float16 initializers → fp16)."""
+    """fp32/fp16/int8 of an ONNX file: from its manifest when present (one that names another file or none is
+    refused), else by looking at the graph (QuantizeLinear nodes → int8, float16 initializers → fp16)."""
     path = Path(path)
-    mpath = manifest_path(path)
-    if mpath.is_file():
+    value = (read_manifest(path) or {}).get("precision")  # a manifest that cannot vouch for the file is refused
+    if value:
         try:
-            value = read_json(mpath).get("precision")
-            if value:
-                return Precision(value)
-        except (ValueError, AttributeError):
-            pass  # an unreadable manifest: fall back to the graph
+            return Precision(value)
+        except ValueError:
+            raise EdgesegError(f"{manifest_path(path)}: precision must be one of "
+                               f"{', '.join(p.value for p in Precision)}, got {value!r}") from None
     onnx = require("onnx")
     try:
         model = onnx.load(str(path), load_external_data=False)

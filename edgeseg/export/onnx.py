@@ -14,13 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from edgeseg.artifacts import atomic_path, manifest_path, read_json, sha256_file, write_manifest
+from edgeseg.artifacts import atomic_path, read_manifest, sha256_file, write_manifest
 from edgeseg.deps import require
 from edgeseg.errors import EdgesegError
 from edgeseg.progress import Progress, silent
 from edgeseg.types import Precision
 
 DEFAULT_OPSET = 17
+#: The newest opset tf2onnx converts to (ONNX's own newest is ahead of it).
+MAX_OPSET = 18
 PARITY_TOLERANCE = 1e-4
 
 
@@ -31,16 +33,22 @@ class ExportResult:
     parity_images: int
 
 
+def check_export(opset: int, image_size: int) -> None:
+    """``--opset`` and ``--image-size`` in one line if wrong: the parity check draws images of that size with
+    the generator, whose sides are :data:`~edgeseg.data.synth.MIN_SIZE`..:data:`~edgeseg.data.synth.MAX_SIZE`
+    (a larger side would take gigabytes per parity image, and no camera line takes it whole)."""
+    from edgeseg.data.synth import MAX_SIZE, MIN_SIZE
+    from edgeseg.validate import whole
+
+    whole("--opset", opset, 17, MAX_OPSET)
+    whole("--image-size", image_size, MIN_SIZE, MAX_SIZE, unit="pixels")
+
+
 def source_manifest(model_path: str | Path) -> dict[str, Any]:
-    """The manifest beside a model artifact, or {} when there is none (a hand-made model)."""
-    mpath = manifest_path(model_path)
-    if not mpath.is_file():
-        return {}
-    try:
-        data = read_json(mpath)
-    except ValueError as e:
-        raise EdgesegError(f"{mpath} is not valid JSON: {e}") from e
-    return data if isinstance(data, dict) else {}
+    """The manifest beside a model artifact, or {} when there is none (a hand-made model). A manifest that
+    cannot vouch for the file (bad JSON, no sha256 or another one: :func:`~edgeseg.artifacts.read_manifest`)
+    is refused: a derived model would inherit a threshold and mask rule fitted for another file."""
+    return read_manifest(model_path) or {}
 
 
 def inherited(src: dict[str, Any]) -> dict[str, Any]:
@@ -80,10 +88,8 @@ def export_onnx(model_path: str | Path, out: str | Path, *, image_size: int = 25
     model_path, out = Path(model_path), Path(out)
     if not model_path.is_file():
         raise EdgesegError(f"model file not found: {model_path}")
-    if opset < 17:
-        raise EdgesegError(f"--opset must be 17 or higher (got {opset})")
-    if image_size < 8:
-        raise EdgesegError(f"--image-size must be at least 8 (got {image_size})")
+    check_export(opset, image_size)
+    src = source_manifest(model_path)  # refused now, before any work, if it cannot vouch for the model
     tf = require("tensorflow")
     tf2onnx = require("tf2onnx")
     progress(0, 3, "loading Keras model")
@@ -117,7 +123,6 @@ def export_onnx(model_path: str | Path, out: str | Path, *, image_size: int = 25
                 f"(> {tolerance:.0e}); not written")
         onnx_sha = sha256_file(tmp)
     keras_runner.deactivate()
-    src = source_manifest(model_path)
     write_manifest(
         out, "onnx",
         config={"opset": opset, "image_size": image_size, "input": "image", "dynamic_batch": True},

@@ -143,6 +143,7 @@ def to_fp16(onnx_path: str | Path, out: str | Path | None = None, keep_stem_fp32
     :func:`stem_nodes`) stays FP32 unless ``keep_stem_fp32`` is False."""
     onnx_path = Path(onnx_path)
     out = Path(out) if out else derived_path(onnx_path, Precision.fp16)
+    src = source_manifest(onnx_path)  # refused now, before the file is written, if it cannot vouch for it
     model = _load_fp32(onnx_path)
     size = _input_size(model)
     float16 = require("onnxconverter_common.float16")
@@ -158,7 +159,7 @@ def to_fp16(onnx_path: str | Path, out: str | Path | None = None, keep_stem_fp32
     write_manifest(out, "onnx", config={"conversion": "onnxconverter_common.float16", "keep_io_types": True,
                                         "keep_stem_fp32": keep_stem_fp32, "fp32_nodes": blocked},
                    inputs={str(onnx_path): sha256_file(onnx_path)}, precision=Precision.fp16.value,
-                   parity={"max_abs_diff": diff, "reference": str(onnx_path)}, **inherited(source_manifest(onnx_path)))
+                   parity={"max_abs_diff": diff, "reference": str(onnx_path)}, **inherited(src))
     progress(2, 2, f"max |Δprob| {diff:.1e}")
     return PrecisionResult(out, Precision.fp16, diff)
 
@@ -229,6 +230,7 @@ def to_int8(onnx_path: str | Path, out: str | Path | None = None, *, calib_count
     if target is Target.cpu and high_precision is HighPrecision.fp16:
         raise EdgesegError("--target cpu keeps unquantized layers in FP32 (ONNX Runtime's CPU kernels are "
                            "FP32): drop --high-precision fp16")
+    src = source_manifest(onnx_path)  # refused now, before the file is written, if it cannot vouch for it
     model = _load_fp32(onnx_path)
     size = _input_size(model)
     if quantizer is Quantizer.modelopt:
@@ -269,7 +271,7 @@ def to_int8(onnx_path: str | Path, out: str | Path | None = None, *, calib_count
     write_manifest(out, "onnx", config=config,
                    inputs={str(onnx_path): sha256_file(onnx_path), "calibration": str(calib.path)},
                    precision=Precision.int8.value, calibration={"hash": calib.hash, "path": str(calib.path)},
-                   parity={"max_abs_diff": diff, "reference": str(onnx_path)}, **inherited(source_manifest(onnx_path)))
+                   parity={"max_abs_diff": diff, "reference": str(onnx_path)}, **inherited(src))
     progress(4, 4, f"max |Δprob| {diff:.1e}")
     return PrecisionResult(out, Precision.int8, diff, calib.hash)
 

@@ -43,6 +43,7 @@ class Runner(abc.ABC):
         if not self.active:
             self._activate()
             self.active = True
+            self._output_checked = False
         return self
 
     def deactivate(self) -> None:
@@ -62,13 +63,32 @@ class Runner(abc.ABC):
 
         ``images``: (N, H, W) or (N, H, W, 1), uint8 or float, raw gray levels (0..255); models normalise
         internally so deployed artifacts take camera pixels as they come.
-        Returns (N, H, W) float32 probabilities.
+        Returns (N, H, W) float32 probabilities; an output of another shape, or (on the first batch) not
+        within [0, 1], is refused in one line (:meth:`check_output`).
         """
         if not self.active:
             raise RuntimeError(f"{type(self).__name__}.infer() called before activate()")
         batch = self.prepare(images)
-        out = self._infer(batch)
-        return np.asarray(out, dtype=np.float32).reshape(batch.shape[:3])
+        return self.check_output(self._infer(batch), batch)
+
+    def check_output(self, out, batch: np.ndarray) -> np.ndarray:
+        """``out`` as (N, H, W) float32 probabilities, or a one-line :class:`BadInput` naming the model and
+        what it gave. The shape is checked on every batch; the values (finite, within [0, 1]) on the first
+        batch after :meth:`activate` — one min and one max, so a benchmark does not time the check."""
+        out = np.asarray(out)
+        n, h, w = batch.shape[:3]
+        if out.shape not in ((n, h, w), (n, h, w, 1)):
+            raise BadInput(f"{self.describe()} gave an output shaped {out.shape} for {n} images of {h}x{w}; "
+                           f"edgeseg models give one probability per pixel, ({n}, {h}, {w}[, 1])")
+        out = np.asarray(out, dtype=np.float32).reshape(n, h, w)
+        if not self._output_checked and out.size:
+            lo, hi = float(out.min()), float(out.max())
+            if not (lo >= 0.0 and hi <= 1.0):  # NaN fails both
+                seen = "NaN" if np.isnan(lo) or np.isnan(hi) else f"values from {lo:.4g} to {hi:.4g}"
+                raise BadInput(f"{self.describe()} gave {seen}; edgeseg models give probabilities in [0, 1] "
+                               "(does its graph end in a sigmoid?)")
+            self._output_checked = True
+        return out
 
     def prepare(self, images: np.ndarray) -> np.ndarray:
         """Validate and convert to the (N, H, W, 1) float32 array the models take."""
@@ -114,6 +134,8 @@ class Runner(abc.ABC):
     in_flight: int = 1
     #: How the runner was set up (threads, workers, …), recorded beside its timings; None when nothing to say.
     config: dict | None = None
+    #: Whether an output of this activation has been checked for values (:meth:`check_output`).
+    _output_checked: bool = False
 
     def check_batch_size(self, batch: int) -> None:
         """Refuse, in one line, a batch size the runner cannot take (an engine's profile); any by default."""

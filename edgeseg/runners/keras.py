@@ -7,6 +7,8 @@ the network is.
 
 from __future__ import annotations
 
+import zipfile
+
 import numpy as np
 
 from edgeseg.deps import require
@@ -27,6 +29,9 @@ class KerasRunner(Runner):
         self.model = None
 
     def _activate(self) -> None:
+        if not zipfile.is_zipfile(self.path):  # Keras says "File not found" for a file that is there
+            raise EdgesegError(f"{self.path} is not a Keras model: a .keras file is a zip archive (as Keras "
+                               "saves it), and this one is not")
         keras = require("keras")
         import edgeseg.models  # noqa: F401  (registers the custom layers load_model needs)
 

@@ -67,7 +67,12 @@ class OnnxRuntimeRunner(Runner):
 
     def _activate(self) -> None:
         self.session = self._session(self.intra_op_num_threads)
-        inp, out = self.session.get_inputs()[0], self.session.get_outputs()[0]
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise EdgesegError(f"{self.path} has {len(inputs)} input(s) ({', '.join(i.name for i in inputs)}) and "
+                               f"{len(outputs)} output(s) ({', '.join(o.name for o in outputs)}); edgeseg models "
+                               "take one image (N, H, W, 1) and give one probability map")
+        inp, out = inputs[0], outputs[0]
         self._input_name, self._output_name = inp.name, out.name
         if inp.type != "tensor(float)":
             raise EdgesegError(f"{self.path} takes {inp.type} input; edgeseg models take float32 raw pixels")

@@ -95,9 +95,11 @@ def backend_of(model: str | Path, backend: str | None = None) -> BackendInfo:
     by_suffix = next((b for b in BACKENDS.values() if suffix in b.suffixes), None)
     if chosen is None:
         if by_suffix is None:
-            known = ", ".join(s for b in BACKENDS.values() for s in b.suffixes)
-            raise EdgesegError(f"cannot tell the backend of {model} from its suffix: expected {known} "
-                               "(or pass --backend)")
+            known = [s for b in BACKENDS.values() for s in b.suffixes]
+            fileless = [f"'{b.name}'" for b in BACKENDS.values() if not b.suffixes]
+            raise EdgesegError(f"cannot tell the backend of {model} from its suffix: edgeseg reads "
+                               f"{', '.join(known[:-1])} and {known[-1]} files"
+                               + (f" (or {' or '.join(fileless)} in place of a file)" if fileless else ""))
         return by_suffix
     if by_suffix is not None and by_suffix is not chosen:
         raise EdgesegError(f"{model} is a {by_suffix.name} artifact, not one for the {chosen.name} backend")
