@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from edgeseg.errors import EdgesegError
+from tiny_models import tiny_graph
 
 SIZE = 32
 RULE = {"grow": 0.4, "min_area": 8}
@@ -31,24 +32,7 @@ def save_with_manifest(model, path: Path, threshold: float | None = 0.6, rule=RU
 
 def tiny_model(size: int = SIZE):
     """(N, size, size, 1) raw pixels → 5×5 mean → sigmoid((m − 112) / 2) → prob (N, size, size, 1)."""
-    from onnx import TensorProto, helper
-
-    nodes = [
-        helper.make_node("Transpose", ["image"], ["nchw"], perm=[0, 3, 1, 2]),
-        helper.make_node("AveragePool", ["nchw"], ["mean"], kernel_shape=[5, 5], pads=[2, 2, 2, 2]),
-        helper.make_node("Sub", ["mean", "level"], ["centred"]),
-        helper.make_node("Div", ["centred", "scale"], ["z"]),
-        helper.make_node("Sigmoid", ["z"], ["p"]),
-        helper.make_node("Transpose", ["p"], ["prob"], perm=[0, 2, 3, 1]),
-    ]
-    graph = helper.make_graph(
-        nodes, "tiny",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", size, size, 1])],
-        [helper.make_tensor_value_info("prob", TensorProto.FLOAT, ["N", size, size, 1])],
-        [helper.make_tensor("level", TensorProto.FLOAT, [], [112.0]),
-         helper.make_tensor("scale", TensorProto.FLOAT, [], [2.0])],
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return tiny_graph(size)
 
 
 def tiny_qdq_model(size: int = SIZE):

@@ -22,9 +22,10 @@ def save_tiny_model(path, convs=((4, 1),), rescale=UNIT_RANGE, size: int | None 
     return path
 
 
-def tiny_onnx(path, size=32):
-    """(N, size, size, 1) raw pixels → 5×5 mean → sigmoid((m − 112) / 2): a real ONNX model in a few KB."""
-    from onnx import TensorProto, helper, save
+def tiny_graph(size=32):
+    """(N, size, size, 1) raw pixels → 5×5 mean → sigmoid((m − 112) / 2) → prob: a real ONNX model in a few KB
+    (a ModelProto; :func:`tiny_onnx` saves it)."""
+    from onnx import TensorProto, helper
 
     nodes = [
         helper.make_node("Transpose", ["image"], ["nchw"], perm=[0, 3, 1, 2]),
@@ -41,5 +42,12 @@ def tiny_onnx(path, size=32):
         [helper.make_tensor("level", TensorProto.FLOAT, [], [112.0]),
          helper.make_tensor("scale", TensorProto.FLOAT, [], [2.0])],
     )
-    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def tiny_onnx(path, size=32):
+    """:func:`tiny_graph` saved to ``path``, which is returned."""
+    from onnx import save
+
+    save(tiny_graph(size), str(path))
     return path

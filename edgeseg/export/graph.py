@@ -41,3 +41,20 @@ def graph_precision(model) -> Precision:
     if any(t.data_type == 10 for t in model.graph.initializer):  # TensorProto.FLOAT16
         return Precision.fp16
     return Precision.fp32
+
+
+def load_onnx(path: str | Path):
+    """``onnx.load`` with the user's mistakes (a folder, a missing or non-ONNX file) as :class:`EdgesegError`."""
+    onnx = require("onnx")
+    path = Path(path)
+    if path.is_dir():
+        raise EdgesegError(f"{path} is a folder, not an ONNX file")
+    if not path.is_file():
+        raise EdgesegError(f"ONNX file not found: {path}")
+    try:
+        model = onnx.load(str(path))
+    except Exception as e:
+        raise EdgesegError(f"{path} is not an ONNX model: {str(e).splitlines()[0] if str(e) else e}") from e
+    if not model.graph.node:
+        raise EdgesegError(f"{path} is not an ONNX model (no graph nodes)")
+    return model

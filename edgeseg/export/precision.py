@@ -89,15 +89,9 @@ def _input_size(model) -> int:
 
 
 def _load_fp32(onnx_path: Path):
-    from edgeseg.export.graph import graph_precision
+    from edgeseg.export.graph import graph_precision, load_onnx
 
-    onnx = require("onnx")
-    if not onnx_path.is_file():
-        raise EdgesegError(f"ONNX file not found: {onnx_path}")
-    try:
-        model = onnx.load(str(onnx_path))
-    except Exception as e:
-        raise EdgesegError(f"{onnx_path} is not an ONNX model: {str(e).splitlines()[0] if str(e) else e}") from e
+    model = load_onnx(onnx_path)
     if not model.graph.input:
         raise EdgesegError(f"{onnx_path} is not an ONNX model (no graph inputs)")
     if graph_precision(model) is not Precision.fp32:

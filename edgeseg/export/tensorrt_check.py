@@ -22,6 +22,7 @@ import numpy as np
 
 from edgeseg.deps import require
 from edgeseg.errors import EdgesegError
+from edgeseg.export.graph import load_onnx
 
 RULES_FILE = Path(__file__).with_name("tensorrt_rules.json")
 MAJORS: tuple[str, ...] = ("10", "11")
@@ -69,23 +70,6 @@ def operator_table(major: str) -> dict[str, dict[str, Any]]:
     for op in own.get("removed_operators", []):
         table.pop(op, None)
     return table
-
-
-def load_onnx(path: str | Path):
-    """``onnx.load`` with the user's mistakes (a folder, a missing or non-ONNX file) as :class:`EdgesegError`."""
-    onnx = require("onnx")
-    path = Path(path)
-    if path.is_dir():
-        raise EdgesegError(f"{path} is a folder, not an ONNX file")
-    if not path.is_file():
-        raise EdgesegError(f"ONNX file not found: {path}")
-    try:
-        model = onnx.load(str(path))
-    except Exception as e:
-        raise EdgesegError(f"{path} is not an ONNX model: {str(e).splitlines()[0] if str(e) else e}") from e
-    if not model.graph.node:
-        raise EdgesegError(f"{path} is not an ONNX model (no graph nodes)")
-    return model
 
 
 def tensor_types(model) -> dict[str, int]:
