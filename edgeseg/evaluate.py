@@ -6,6 +6,8 @@
                           rule=model_mask_rule("runs/demo/model.onnx"))
         report["thresholds"]["best"]["dice"]
 
+    evaluate_models(["runs/demo/model.onnx", "classical"], ["data/seed", "data/good"])   # what edgeseg eval shows
+
 A set is scored chunk by chunk (read, predict, score, drop), so ``edgeseg eval`` on 4,000 images needs
 the memory of one chunk, not of the set.
 
@@ -14,7 +16,9 @@ Metric definitions live in :mod:`edgeseg.metrics`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager as ContextManager
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +26,7 @@ import numpy as np
 
 from edgeseg import metrics
 from edgeseg.artifacts import manifest_path, read_manifest
-from edgeseg.data.dataset import CHUNK, Dataset, ImageStack
+from edgeseg.data.dataset import CHUNK, Dataset, ImageStack, load_dataset
 from edgeseg.errors import EdgesegError
 from edgeseg.postprocess import MaskRule
 from edgeseg.progress import Progress, silent
@@ -166,3 +170,33 @@ def evaluate(runner: Runner, dataset: Dataset, thresholds: Mapping[str, float] |
         # F1 needs defect pixels: on a defect-free set every threshold above the highest score ties.
         "oracle_threshold": curve.best_threshold() if curve.defect_pixels else None,
     }
+
+
+def evaluate_models(models: Sequence[str | Path], data: Sequence[str | Path], threshold: float | None = None,
+                    batch_size: int = 16, mask_rule: bool = True,
+                    progress: Callable[[str], ContextManager[Progress]] = lambda label: nullcontext(silent),
+                    ) -> dict[str, Any]:
+    """Score every model on every labelled set (:func:`evaluate`), at 0.5 and at the model's own point
+    (:func:`model_point`; ``threshold`` overrides the manifest's), with its mask rule unless ``mask_rule`` is
+    False; ``{"results": [...]}``, one result per (model, set) in that order, each with its threshold's source
+    and the runner's config where it has one.
+
+    Every model's point is read, then every set opened, before any model is loaded: a model without its point
+    or a bad set fails before the work. ``progress(label)`` opens a progress callback per (model, set)."""
+    from edgeseg.runners import load_runner
+
+    points = {m: model_point(m, threshold) for m in models}
+    datasets = [load_dataset(d) for d in data]
+    results = []
+    for m in models:
+        best, source, rule = points[m]
+        with load_runner(m) as runner:
+            for ds in datasets:
+                with progress(f"{Path(m).name} on {ds.path.name}") as done:
+                    r = evaluate(runner, ds, {"0.5": DEFAULT_THRESHOLD, "best": best}, batch_size, done,
+                                 rule=rule if mask_rule else MaskRule())
+                r["threshold_source"] = source
+                if isinstance(getattr(runner, "config", None), dict):
+                    r["runner_config"] = runner.config
+                results.append(r)
+    return {"results": results}

@@ -28,7 +28,9 @@ lower), and a found blob can be grown over a lower level (``grow``) so that it c
     best, within_budget = choose(points, budget=0.005)
     best.threshold, best.rule            # what the manifest records; eval/predict/compare apply them
 
-    fit(lambda images: predict_probs(runner, images), budget=0.005)   # all of it, on a fresh fitting set
+    point = fit(lambda images: predict_probs(runner, images), budget=0.005)   # all of it, on a fresh fitting set
+    record("runs/demo/model.onnx", point)   # into the model's manifest
+    best_per_rule(point)                    # what each rule offers, ranked as the fit ranks
 
 ``edgeseg train`` fits every new model this way; ``edgeseg operating-point`` refits a saved one for another
 budget, or a quantized one for its own probabilities.
@@ -38,12 +40,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from edgeseg.data.dataset import CHUNK
+from edgeseg.data.dataset import CHUNK, Dataset
 from edgeseg.data.synth import generate_batch, validation_config
 from edgeseg.errors import EdgesegError
 from edgeseg.metrics import FP_OVERLAP, HIT_FRACTION, MIN_BLOB, GroundTruth, overlaps
@@ -324,3 +327,73 @@ def fit(predict: Callable[[np.ndarray], np.ndarray], budget: float = DEFAULT_BUD
                      progress=progress, prefer=prefer, min_dice=min_dice),
             "fitting_set": {"defect_images": count, "good_images": count, "seed": [seed, 1],
                             "groups": "noise: uniform | gaussian, half of the images each"}}
+
+
+def fit_line(predict: Callable[[np.ndarray], np.ndarray], defects: Dataset, good: Dataset,
+             budget: float = DEFAULT_BUDGET, progress: Progress = silent, prefer: str = "balanced",
+             min_dice: float = 0.0) -> dict[str, Any]:
+    """:func:`fit_on` a line's own images (a labelled set of defect images and a set of defect-free ones, one
+    group), recorded under ``fitting_set``."""
+    return {**fit_on(predict, defects.images, defects.masks, good.images, budget, progress=progress, prefer=prefer,
+                     min_dice=min_dice),
+            "fitting_set": {"data": str(defects.path), "good": str(good.path), "defect_images": len(defects),
+                            "good_images": len(good)}}
+
+
+@dataclass(frozen=True)
+class RuleRow:
+    """One candidate rule's best point in a fit (as :meth:`Point.to_dict`): its best threshold within the budget
+    or, if none is, its fewest false blobs; whether that point is within the budget, and whether it is the
+    chosen one."""
+
+    rule: str  # MaskRule.describe()
+    point: dict[str, Any]
+    within: bool
+    chosen: bool
+
+
+def best_per_rule(point: dict[str, Any]) -> list[RuleRow]:
+    """What a fit (an ``operating_point``: :func:`fit_on`'s result) offers per candidate rule, best first, ranked
+    as :func:`choose` ranks (the fit's ``prefer`` and ``min_dice``), the rules with a point within the budget
+    ahead of those without."""
+    budget, prefer, floor = point["budget"], point.get("prefer", "balanced"), point.get("min_dice", 0.0)
+
+    def key(p: dict) -> tuple[float, ...]:
+        return merit(p["defect_recall"], p["dice"], p["threshold"], prefer, floor)
+
+    rules: dict[str, list[dict]] = {}
+    for p in point["sweep"]:
+        rules.setdefault(MaskRule.from_dict(p["mask_rule"]).describe(), []).append(p)
+    rows = []
+    for name, points in rules.items():
+        within = [p for p in points if p["fp_blobs_per_image"] <= budget + 1e-12]
+        best = max(within, key=key) if within else min(points, key=lambda p: p["fp_blobs_per_image"])
+        rows.append(RuleRow(name, best, bool(within), best == point["chosen"]))
+    rows.sort(key=lambda r: (r.within, *key(r.point)), reverse=True)
+    return rows
+
+
+def record(model: str | Path, point: dict[str, Any], out: str | Path | None = None) -> Path:
+    """Write the fit's threshold, mask_rule and ``operating_point`` into the model's manifest (a new one if it has
+    none), the rest of the manifest kept; with ``out``, into a copy of the model and its manifest there, the
+    original left as it was. Returns the manifest written.
+
+    The copy's manifest is written first and names the model's sha256, then the model is copied: a crash
+    between the two leaves either no model (nothing runs) or an older file whose hash the manifest refuses
+    (:func:`edgeseg.artifacts.read_manifest`), never a model that silently runs at the default threshold."""
+    import shutil
+
+    from edgeseg.artifacts import atomic_path, manifest, manifest_path, read_manifest, sha256_file, write_json
+
+    chosen = {"threshold": point["chosen"]["threshold"], "mask_rule": point["chosen"]["mask_rule"],
+              "operating_point": point}
+    merged = {**(read_manifest(model) or manifest("model", config={})), **chosen}
+    merged.setdefault("sha256", sha256_file(model))
+    if out is None:
+        return write_json(manifest_path(model), merged)
+    # The copy names its source among its inputs: a later refit into the same --out replaces it without --force.
+    merged["inputs"] = {**(merged.get("inputs") or {}), str(model): merged["sha256"]}
+    written = write_json(manifest_path(out), merged)
+    with atomic_path(out) as tmp:
+        shutil.copyfile(model, tmp)
+    return written

@@ -133,7 +133,10 @@ def test_without_any_point_in_budget_the_fewest_false_blobs_win_and_it_says_so()
     good[:, 40:60, 0:20] = 0.99  # a blob no threshold removes
     best, within = choose(sweep(defect, truth, good), budget=0.01)
     assert not within
-    assert best.fp_blobs_per_image == min(p.fp_blobs_per_image for p in sweep(defect, truth, good))
+    # Every defect-free image keeps its blob at any threshold and rule: 4 false blobs in 8 images at least, and
+    # between the points at that floor the one that also finds and sizes every defect (>= 128 px drops the noise).
+    assert best.fp_blobs_per_image == 0.5
+    assert best.defect_recall == 1.0 and best.dice == 1.0 and best.rule.min_area == 128
 
 
 def test_bad_fitting_sets_are_one_line_errors():
@@ -153,9 +156,15 @@ def test_the_fitting_set_is_seeded_apart_from_validation_and_split_by_defects_an
     again = fitting_set(seed=7, count=6)
     assert all(np.array_equal(getattr(fs, k), getattr(again, k)) for k in ("defect", "masks", "good"))
     assert fs.defect.shape == fs.good.shape == fs.masks.shape == (6, 256, 256) and fs.defect.dtype == np.uint8
-    assert all(m.any() for m in fs.masks) and not fs.good[:0].any()  # every image "with defects" has one...
+    assert all(m.any() for m in fs.masks)  # every image "with defects" has one...
     validation, _ = generate_batch(np.random.default_rng(7), validation_config(), 6)  # what training validates on
     assert not np.array_equal(fs.defect, validation)  # ...and is not validation's
+    # The defect-free images are drawn without defects: the same draw again gives them and empty masks.
+    rng, cfg = np.random.default_rng([7, 1]), validation_config()
+    for noise, part in (("uniform", slice(0, 3)), ("gaussian", slice(3, 6))):
+        generate_batch(rng, cfg.replace(noise=noise, good_fraction=0.0), 3)
+        good, good_masks = generate_batch(rng, cfg.replace(noise=noise, good_fraction=1.0), 3)
+        assert np.array_equal(good, fs.good[part]) and not good_masks.any()
     assert fs.defect_groups == fs.good_groups == ["uniform"] * 3 + ["gaussian"] * 3
     # The groups are what they say: uniform noise stays within the seed's 100..124, Gaussian noise does not.
     assert fs.good[:3].min() >= 100 and fs.good[:3].max() <= 124
@@ -189,12 +198,14 @@ def test_fit_records_the_choice_beside_the_whole_sweep():
     point = fit(predict, budget=0.05, count=8, seed=3)
     assert point["fitting_set"]["seed"] == [3, 1] and point["fitting_set"]["defect_images"] == 8
     assert set(point["chosen"]["fp_by_group"]) == {"uniform", "gaussian"}
-    assert point["chosen"] in point["sweep"] and len(point["sweep"]) == len(CANDIDATE_RULES) * len(THRESHOLDS)
+    assert len(point["sweep"]) == len(CANDIDATE_RULES) * len(THRESHOLDS)
+    # The weak detector still has points within 0.05 false blobs per image on both noise kinds: the choice is
+    # the best of those by recall + Dice, not the fallback of the fewest false blobs.
     within = [p for p in point["sweep"] if p["fp_blobs_per_image"] <= 0.05]
-    assert point["within_budget"] == bool(within)
-    if within:
-        assert point["chosen"]["defect_recall"] + point["chosen"]["dice"] == \
-            max(p["defect_recall"] + p["dice"] for p in within)
+    assert within and point["within_budget"] is True
+    assert point["chosen"] in within and point["chosen"]["defect_recall"] > 0.5
+    assert point["chosen"]["defect_recall"] + point["chosen"]["dice"] == \
+        max(p["defect_recall"] + p["dice"] for p in within)
 
 
 def test_a_fit_in_chunks_counts_what_one_pass_counts():

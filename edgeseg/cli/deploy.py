@@ -7,12 +7,13 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 
 from edgeseg.cli.common import (MAX_BATCH, check_inference, claim_outputs, console, emit_report, force_option,
                                 parse_int_list, progress_bar, report_output, user_errors)
+from edgeseg.cli.format import num, sci, sig, signed
 from edgeseg.data.synth import MAX_SIZE, MIN_SIZE
 from edgeseg.errors import EdgesegError
 from edgeseg.types import Precision
@@ -100,7 +101,7 @@ def export(
     claim_outputs([Output(out, Kind.model)], {"--model": model}, force)
     with progress_bar("export", enabled=not quiet) as progress:
         result = export_onnx(model, out, image_size=image_size, opset=opset, progress=progress)
-    console.print(f"wrote {result.path} (max |Δprob| vs Keras {result.max_abs_diff:.1e} on "
+    console.print(f"wrote {result.path} (max |Δprob| vs Keras {sci(result.max_abs_diff)} on "
                   f"{result.parity_images} generated images)", highlight=False, soft_wrap=True)
 
 
@@ -157,7 +158,7 @@ def quantize(
                              keep_head_fp32=keep_head_fp32, min_conv_depth=min_conv_depth, target=tgt,
                              high_precision=high, progress=progress)
     extra = f", calibration {calib_dir / result.calib_hash}" if result.calib_hash else ""
-    console.print(f"wrote {result.path} (max |Δprob| vs FP32 {result.max_abs_diff:.1e}{extra})", highlight=False, soft_wrap=True)
+    console.print(f"wrote {result.path} (max |Δprob| vs FP32 {sci(result.max_abs_diff)}{extra})", highlight=False, soft_wrap=True)
 
 
 @user_errors
@@ -247,12 +248,6 @@ def _choice(value: str, enum, option: str):
         raise EdgesegError(f"{option} must be one of {', '.join(e.value for e in enum)}, got {value!r}") from None
 
 
-def _fmt(v: Any, digits: int = 3, signed: bool = False) -> str:
-    if v is None:
-        return "-"
-    return f"{v:+.{digits}f}" if signed else f"{v:.{digits}f}"
-
-
 def _tables(rows: list[dict]):
     """Two tables that each fit a terminal: the metrics, then the agreement with the reference."""
     from rich import box
@@ -274,12 +269,11 @@ def _tables(rows: list[dict]):
     for i, r in enumerate(rows):
         section = i < len(rows) - 1 and rows[i + 1]["data"] != r["data"]
         name, data = Path(r["model"]).name, Path(r["data"]).name
-        metrics.add_row(name, r["precision"], data, f"{r['threshold']:.3g}", _fmt(r["dice"]),
-                        _fmt(r["defect_recall"]), _fmt(r["fp_blobs_per_image"], 2), _fmt(r["escape_rate"]),
-                        _fmt(r["overkill_rate"]), end_section=section)
-        agreement.add_row(name, data, _fmt(r["delta_dice"], 4, True), _fmt(r["delta_recall"], 4, True),
-                          _fmt(r["mask_iou_vs_ref"], 4), f"{r['max_abs_dprob']:.1e}",
-                          "-" if r["f1_best_threshold"] is None else f"{r['f1_best_threshold']:.3g}",
+        metrics.add_row(name, r["precision"], data, sig(r["threshold"]), num(r["dice"]), num(r["defect_recall"]),
+                        num(r["fp_blobs_per_image"], 2), num(r["escape_rate"]), num(r["overkill_rate"]),
+                        end_section=section)
+        agreement.add_row(name, data, signed(r["delta_dice"], 4), signed(r["delta_recall"], 4),
+                          num(r["mask_iou_vs_ref"], 4), sci(r["max_abs_dprob"]), sig(r["f1_best_threshold"]),
                           end_section=section)
     return metrics, agreement
 

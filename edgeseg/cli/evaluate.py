@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 
 from edgeseg.cli.common import (MAX_BATCH, check_inference, claim_outputs, console, emit_report, force_option,
                                 progress_bar, report_output, user_errors)
+from edgeseg.cli.format import num, pct, sig
 from edgeseg.errors import BadInput
 from edgeseg.validate import whole
 
@@ -31,17 +32,9 @@ Example:
 """
 
 
-def _fmt(v: Any, digits: int = 3) -> str:
-    return "-" if v is None else f"{v:.{digits}f}"
-
-
-def _pct(v: Any) -> str:
-    return "-" if v is None else f"{100 * v:.1f}%"
-
-
 def _by_contrast(m: dict) -> str:
     bc = m.get("recall_by_contrast") or {}
-    return " ".join(f"{k}:{v['recall']:.2f}" for k, v in bc.items()) or "-"
+    return " ".join(f"{k}:{num(v['recall'], 2)}" for k, v in bc.items()) or "-"
 
 
 def _table(results: list[dict]):
@@ -71,12 +64,12 @@ def _table(results: list[dict]):
             first = label == labels[0]
             cells = [
                 name if first else "", Path(r["data"]).name if first else "", str(r["n_images"]) if first else "",
-                f"{m['threshold']:.3g}" + ("" if label == "0.5" else "*"),
+                sig(m["threshold"]) + ("" if label == "0.5" else "*"),
                 # Dice of a set without defect pixels is 0 at the first false pixel: not informative here.
-                _fmt(m["dice"] if m["n_defective_images"] else None), _fmt(m["defect_recall"]),
+                num(m["dice"] if m["n_defective_images"] else None), num(m["defect_recall"]),
                 # 0.990 can be 382 of 386 (0.9896): the count says which side of a target a set is on.
-                f"{m['defects_found']}/{m['n_defects']}" if m["n_defects"] else "-", _fmt(m["fp_blobs_per_image"]),
-                _pct(m["escape_rate"]), _pct(m["overkill_rate"]),
+                f"{m['defects_found']}/{m['n_defects']}" if m["n_defects"] else "-", num(m["fp_blobs_per_image"]),
+                pct(m["escape_rate"]), pct(m["overkill_rate"]),
             ]
             table.add_row(*cells, *([_by_contrast(m)] if per_contrast else []), end_section=label == labels[-1])
     return table
@@ -99,29 +92,14 @@ def eval_(
 ) -> None:
     """Score models on labelled datasets: pixel Dice/IoU, defect recall, false blobs, escapes, overkill."""
     from edgeseg.artifacts import environment
-    from edgeseg.data.dataset import load_dataset
-    from edgeseg.evaluate import evaluate, model_point
-    from edgeseg.postprocess import MaskRule
-    from edgeseg.runners import load_runner
+    from edgeseg.evaluate import evaluate_models
 
     check_inference(threshold, batch_size)
     claim_outputs([report_output(json_out)], {"--model": model, "--data": data}, force)
-    points = {m: model_point(m, threshold) for m in model}  # a model without its operating point fails first
-    datasets = [load_dataset(d) for d in data]  # bad data fails before any model is loaded
-    results = []
-    for m in model:
-        best, source, rule = points[m]
-        rule = rule if mask_rule else MaskRule()
-        runner = load_runner(m)
-        with runner:
-            for ds in datasets:
-                with progress_bar(f"{Path(m).name} on {ds.path.name}", enabled=not quiet) as progress:
-                    r = evaluate(runner, ds, {"0.5": 0.5, "best": best}, batch_size, progress, rule=rule)
-                r["threshold_source"] = source
-                if isinstance(getattr(runner, "config", None), dict):
-                    r["runner_config"] = runner.config
-                results.append(r)
-    emit_report({"results": results, "command": sys.argv, "environment": environment()}, [_table(results)], json_out)
+    report = evaluate_models(model, data, threshold, batch_size, mask_rule,
+                             lambda label: progress_bar(label, enabled=not quiet))
+    report.update(command=sys.argv, environment=environment())
+    emit_report(report, [_table(report["results"])], json_out)
 
 
 @user_errors
@@ -168,7 +146,7 @@ def predict(
                   "mask_rule": rule.to_dict(),
                   "limit": limit}
         write_json(tmp / "manifest.json", manifest("predictions", config, names=names))
-    console.print(f"wrote {len(names)} masks to {out} (threshold {t:.3g}, {source})"
+    console.print(f"wrote {len(names)} masks to {out} (threshold {sig(t)}, {source})"
                   + (f", pictures in {out / 'triptych'}" if triptych else ""), highlight=False, soft_wrap=True)
 
 
@@ -201,7 +179,7 @@ def _detect_table(report: dict):
     rows += [("level", lv["z"], lv["defect_share"], lv["good_image_share"]) for lv in report["levels"]]
     for i, (label, z, d, g) in enumerate(rows):
         ends = i in (len(report["targets"]) - 1, len(report["targets"]) + len(report["budgets"]) - 1)
-        table.add_row(label, _fmt(z, 2), _pct(d), _pct(g), end_section=ends)
+        table.add_row(label, num(z, 2), pct(d), pct(g), end_section=ends)
     return table
 
 

@@ -11,6 +11,7 @@ import typer
 
 from edgeseg.cli.common import (claim_outputs, console, emit_report, err_console, force_option, progress_bar,
                                 report_output, user_errors)
+from edgeseg.cli.format import num
 from edgeseg.errors import EdgesegError
 from edgeseg.train import TrainConfig
 
@@ -44,67 +45,27 @@ and bench read.
 
 
 def _table(point: dict[str, Any]):
-    """One row per rule: its best threshold within the budget (or, if none is, its fewest false blobs), the
-    chosen row marked; rows best first, ranked as the fit ranks them (``prefer``)."""
+    """One row per rule (:func:`edgeseg.operating.best_per_rule`), the chosen row marked."""
     from rich import box
     from rich.table import Table
 
-    from edgeseg.operating import merit
-    from edgeseg.postprocess import MaskRule
+    from edgeseg.operating import best_per_rule
 
-    budget, prefer, floor = point["budget"], point.get("prefer", "balanced"), point.get("min_dice", 0.0)
-
-    def key(p: dict) -> tuple[float, ...]:  # as operating.choose ranks
-        return merit(p["defect_recall"], p["dice"], p["threshold"], prefer, floor)
-
-    rules: dict[str, list[dict]] = {}
-    for p in point["sweep"]:
-        rules.setdefault(MaskRule.from_dict(p["mask_rule"]).describe(), []).append(p)
-    rows = []
-    for name, points in rules.items():
-        within = [p for p in points if p["fp_blobs_per_image"] <= budget + 1e-12]
-        best = max(within, key=key) if within else min(points, key=lambda p: p["fp_blobs_per_image"])
-        rows.append((bool(within), name, best))
-    rows.sort(key=lambda r: (r[0], *key(r[2])), reverse=True)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False,
-                  caption=f"per rule, its best threshold within {budget:g} false blobs per image (in the worst "
-                          f"noise kind) on the fitting set; * chosen, dim: no threshold within the budget")
+                  caption=f"per rule, its best threshold within {point['budget']:g} false blobs per image (in the "
+                          f"worst noise kind) on the fitting set; * chosen, dim: no threshold within the budget")
     for col in ("rule", "threshold", "recall", "Dice", "FP/img", ""):
         table.add_column(col, justify="left" if col == "rule" else "right", no_wrap=True)
-    for ok, name, p in rows:
-        cells = [name, f"{p['threshold']:.2f}", f"{p['defect_recall']:.3f}", f"{p['dice']:.3f}",
-                 f"{p['fp_blobs_per_image']:.4f}", ""]
-        if p == point["chosen"]:
+    for row in best_per_rule(point):
+        p = row.point
+        cells = [row.rule, num(p["threshold"], 2), num(p["defect_recall"]), num(p["dice"]),
+                 num(p["fp_blobs_per_image"], 4), ""]
+        if row.chosen:
             cells = [f"[bold]{c}[/]" for c in cells[:-1]] + ["[bold]*[/]"]
-        elif not ok:
+        elif not row.within:
             cells = [f"[dim]{c}[/]" for c in cells]
         table.add_row(*cells)
     return table
-
-
-def _record(model: Path, point: dict[str, Any], out: Path | None = None) -> Path:
-    """Write threshold, mask_rule and operating_point into the model's manifest (a new one if it has none);
-    with ``out``, into a copy of the model and its manifest there, the original left as it was.
-
-    The copy's manifest is written first and names the model's sha256, then the model is copied: a crash
-    between the two leaves either no model (nothing runs) or an older file whose hash the manifest refuses
-    (:func:`edgeseg.artifacts.read_manifest`), never a model that silently runs at the default threshold."""
-    import shutil
-
-    from edgeseg.artifacts import atomic_path, manifest, manifest_path, read_manifest, sha256_file, write_json
-
-    chosen = {"threshold": point["chosen"]["threshold"], "mask_rule": point["chosen"]["mask_rule"],
-              "operating_point": point}
-    record = {**(read_manifest(model) or manifest("model", config={})), **chosen}
-    record.setdefault("sha256", sha256_file(model))
-    if out is None:
-        return write_json(manifest_path(model), record)
-    # The copy names its source among its inputs: a later refit into the same --out replaces it without --force.
-    record["inputs"] = {**(record.get("inputs") or {}), str(model): record["sha256"]}
-    written = write_json(manifest_path(out), record)
-    with atomic_path(out) as tmp:
-        shutil.copyfile(model, tmp)
-    return written
 
 
 @user_errors
@@ -168,23 +129,21 @@ def operating_point(
             point = operating.fit(predict, fa_budget, fit_count, seed, progress=progress, prefer=prefer,
                                   min_dice=min_dice)
         else:
-            defects, clean = sets
-            point = {**operating.fit_on(predict, defects.images, defects.masks, clean.images, fa_budget,
-                                        progress=progress, prefer=prefer, min_dice=min_dice),
-                     "fitting_set": {"data": str(defects.path), "good": str(clean.path),
-                                     "defect_images": len(defects), "good_images": len(clean)}}
+            point = operating.fit_line(predict, *sets, fa_budget, progress=progress, prefer=prefer,
+                                       min_dice=min_dice)
     report = {"model": str(model), **point, "written": not dry_run, "command": sys.argv}
     emit_report(report, [_table(point)], json_out)
     from edgeseg.postprocess import MaskRule
 
     c = point["chosen"]
-    summary = (f"threshold {c['threshold']:.2f}, {MaskRule.from_dict(c['mask_rule']).describe()}: "
-               f"recall {c['defect_recall']:.3f}, Dice {c['dice']:.3f}, {c['fp_blobs_per_image']:.4f} false blobs per image")
+    summary = (f"threshold {num(c['threshold'], 2)}, {MaskRule.from_dict(c['mask_rule']).describe()}: "
+               f"recall {num(c['defect_recall'])}, Dice {num(c['dice'])}, {num(c['fp_blobs_per_image'], 4)} false "
+               "blobs per image")
     if not point["within_budget"]:
         summary += f" (no point is within {fa_budget:g}: this is the one with the fewest false blobs)"
     elif c["dice"] < min_dice:
         summary += f" (no point within the budget reaches Dice {min_dice:g}: the floor was dropped)"
-    summary += " (dry run: nothing written)" if dry_run else f"; written to {_record(model, point, out)}"
+    summary += " (dry run: nothing written)" if dry_run else f"; written to {operating.record(model, point, out)}"
     (err_console if json_out == "-" else console).print(summary, highlight=False, soft_wrap=True)
 
 
