@@ -369,9 +369,16 @@ def test_outputs_follow_the_umask(template, tmp_path, mask, file_mode, dir_mode)
 
 
 # -- real processes: signals and concurrent writers ------------------------------------------------------
+def _default_signals() -> None:
+    # A process started in the background by a non-interactive shell inherits SIGINT ignored (POSIX), and
+    # Python then never raises KeyboardInterrupt: start the writer as a terminal would, whoever runs pytest.
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, signal.SIG_DFL)
+
+
 def _start(out: Path, count: int) -> subprocess.Popen:
     return subprocess.Popen([str(EDGESEG), "generate", "--count", str(count), "--quiet", "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_signals)
 
 
 def _wait_for_temp(proc: subprocess.Popen, out: Path, timeout: float = 60) -> None:
@@ -397,6 +404,23 @@ def test_a_terminated_generate_leaves_no_temp_and_the_old_set(tmp_path, sig):
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in stderr, stderr  # 128 + SIGINT, whatever the signal
     assert file_digests(out) == before
+    assert not hidden_entries(tmp_path), hidden_entries(tmp_path)
+
+
+def test_a_hang_up_the_caller_ignores_stays_ignored(tmp_path):
+    """`nohup edgeseg generate ...`: SIGHUP was ignored when the command started, so it finishes its work."""
+    out = tmp_path / "d"
+
+    def ignore_hangup() -> None:
+        _default_signals()
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    proc = subprocess.Popen([str(EDGESEG), "generate", "--count", "1500", "--quiet", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ignore_hangup)
+    _wait_for_temp(proc, out)
+    proc.send_signal(signal.SIGHUP)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and "wrote 1500 images" in stdout, stderr
     assert not hidden_entries(tmp_path), hidden_entries(tmp_path)
 
 

@@ -73,7 +73,9 @@ def main() -> None:
 
     tflog.quiet()  # before any command imports TensorFlow; --verbose undoes it
     for s in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(s, _stop)
+        # A signal the caller chose to ignore stays ignored (`nohup edgeseg train ...` survives a hang-up).
+        if signal.getsignal(s) is not signal.SIG_IGN:
+            signal.signal(s, _stop)
     app()
 
 
