@@ -9,7 +9,7 @@ RUN    ?= runs/demo
 CUDA_ROOT ?= /usr/local/cuda
 DATA   ?= $(RUN)/data
 
-.PHONY: setup demo test test-gpu gpu-check onnx calib engines bench bench-overhead bench-nets bench-stream jetson-setup clean help docs deploy-configs
+.PHONY: setup demo test test-gpu gpu-check onnx calib engines bench bench-overhead bench-nets bench-stream jetson-setup clean help docs deploy-configs serve-env
 
 help:
 	@echo "make demo      generate → train → evaluate → export → FP16/INT8 → compare, on the CPU ($(RUN)/)"
@@ -21,6 +21,7 @@ help:
 	@echo "make gpu-check one report of what a GPU host runs: engines, GPU tests, ORT vs FP16 vs INT8 speed"
 	@echo "make setup EXTRAS=dev,trt   a GPU host (TensorRT for CUDA 12, driver r535+; trt-cu13: CUDA 13, r580+)"
 	@echo "make jetson-setup   venv over JetPack's TensorRT bindings, pycuda built against JetPack's CUDA"
+	@echo "make deploy-configs serve-env   Triton/DeepStream configs of the demo; the environment edgeseg serve runs in"
 
 setup: $(STAMP)
 $(STAMP): pyproject.toml
@@ -149,3 +150,13 @@ deploy-configs: setup
 	for engine in $(wildcard engines/*.engine); do name=$$(basename $$engine .engine); \
 	  $(BIN)/edgeseg export-triton --model $$engine --repo $(DEPLOY)/triton --force || exit 1; \
 	  $(BIN)/edgeseg export-deepstream --model $$engine --out $(DEPLOY)/deepstream-$$name --force || exit 1; done
+
+# `edgeseg serve` runs a Triton server from its own environment: PyTriton (which ships tritonserver) pins
+# numpy < 2, while the main environment's OpenCV needs numpy 2. pip picks an OpenCV built against numpy 1 here.
+SERVE_VENV ?= .venv-serve
+serve-env: $(SERVE_VENV)/.installed
+$(SERVE_VENV)/.installed: pyproject.toml
+	test -x $(SERVE_VENV)/bin/python || $(PYTHON) -m venv $(SERVE_VENV)
+	$(SERVE_VENV)/bin/python -m pip install -q --upgrade pip
+	$(SERVE_VENV)/bin/python -m pip install -q -e ".[serve]"
+	touch $@

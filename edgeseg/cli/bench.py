@@ -39,17 +39,31 @@ def bench(
     plot_out: Optional[Path] = typer.Option(None, "--plot", help="Write images/s and p99 latency vs batch size as PNG."),
     baseline: bool = typer.Option(False, "--baseline", help="Measure the harness's own cost against a bare session.run loop (ONNX)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the generated images."),
+    url: Optional[str] = typer.Option(None, "--url", help="Stream to a Triton server at this HTTP address (e.g. http://127.0.0.1:8000) instead; --model is then the served model's file or name."),
+    cameras: int = typer.Option(8, "--cameras", help="--url: cameras, each a thread at --rate frames/s sending one request a frame (1..1024)."),
+    in_flight: int = typer.Option(2, "--in-flight", help="--url: requests a camera keeps outstanding before it drops frames (1..64)."),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="--url: local model file to compare the served masks with (default: --model when it is a file)."),
     force: bool = force_option(),
 ) -> None:
     """Benchmark single vs batched (or streaming) inference; JSON, table and plot.
 
     Example:  edgeseg bench -m runs/demo/model.onnx -m runs/demo/model.int8.onnx --batch-sizes 1,8,32 --duration-s 3
+
+    Against a Triton server (`edgeseg serve`):  edgeseg bench --url http://127.0.0.1:8000 -m runs/demo/model.onnx
+    --cameras 8 --rate 25 --frames 2000  (--frames in all, --rate per camera; the served masks are compared with
+    the same model run here on a sample of the frames)
     """
     from edgeseg.bench import harness, report, stream
     from edgeseg.runners.registry import backend_of, load_runner
 
     sizes = parse_int_list(batch_sizes, "--batch-sizes")
     _check_options(sizes, warmup_s, duration_s, repeats, streams, workers, rate, max_wait_ms, frames, queue_size, seed)
+    if url is not None:
+        _bench_remote(url, model, rate, frames, duration_s, cameras, in_flight, reference, data, seed, json_out, force)
+        return
+    for option, value in (("--cameras", cameras != 8), ("--in-flight", in_flight != 2), ("--reference", reference)):
+        if value:
+            raise EdgesegError(f"{option} goes with --url")
     timing = harness.Timing(warmup_s, duration_s, repeats)
     for m in model:
         if m != "classical" and not Path(m).exists():
@@ -122,6 +136,69 @@ def bench(
     if broken:
         raise EdgesegError(f"stream integrity violated for {', '.join(report.label(r) for r in broken)} "
                            "(frames lost, duplicated or reordered: a bug, please report it)")
+
+
+def _bench_remote(url, models, rate, frames, duration_s, cameras, in_flight, reference, data, seed, json_out,
+                  force) -> None:
+    """``bench --url``: K cameras against a Triton server, then the served masks against the model run here."""
+    from edgeseg.bench import harness, remote, report
+    from edgeseg.runners.registry import load_runner
+    from edgeseg.serving.client import image_shape, wait_ready
+
+    whole("--cameras", cameras, 1, 1024)
+    whole("--in-flight", in_flight, 1, 64)
+    if rate is None:
+        raise EdgesegError("--url needs --rate (frames/s per camera)")
+    if len(models) != 1:
+        raise EdgesegError("--url benchmarks one served model: give --model once")
+    model = models[0]
+    if reference is None and Path(model).is_file():
+        reference = Path(model)
+    if reference is not None and not reference.is_file():
+        raise EdgesegError(f"--reference file not found: {reference}")
+    if Path(model).suffix and not Path(model).is_file():
+        raise EdgesegError(f"model file not found: {model} (give the served model's file, or its name on the server)")
+    if Path(model).is_file():
+        from edgeseg.serving.triton import model_name_for
+
+        name = model_name_for(model)
+    else:
+        name = model
+    claim_outputs([report_output(json_out, artifact="bench")], {"--model": [str(reference)] if reference else [],
+                                                                "--data": data}, force)
+    n = frames or max(1, int(round(rate * cameras * duration_s)))
+    cfg = remote.RemoteConfig(url=url, model=name, rate=rate, frames=n, cameras=cameras, in_flight=in_flight)
+    wait_ready(url, name, timeout_s=10.0)
+    h, w = image_shape(url, name)
+    pool = harness.bench_images(data=data) if data is not None else harness.bench_images(harness.DEFAULT_POOL, h, seed)
+    runner, threshold = None, 0.5
+    with contextlib.ExitStack() as stack:
+        if reference is not None:
+            from edgeseg.evaluate import model_threshold
+
+            threshold, _ = model_threshold(reference)
+            runner = stack.enter_context(load_runner(reference))
+        with _lazy_progress(f"{cameras} cameras → {url}") as progress:
+            row = {"model": name, "backend": "triton", "precision": runner.precision.value if runner else "-",
+                   "reference": str(reference) if reference else None}
+            row.update(remote.run_remote(cfg, pool, runner, threshold, progress=progress))
+    _wide().print(report.table([row], title="edgeseg bench --url"))
+    if "agreement_iou" in row:
+        console.print(f"agreement with {reference} run here, {row['agreement_frames']} frames: mask IoU "
+                      f"{row['agreement_iou']:.4f}, pixels differing {row['agreement_pixels_differ']:.2e}, "
+                      f"max |Δprob| {row['agreement_max_abs_dprob']:.2e}", highlight=False)
+    for warning in row["warnings"]:
+        err_console.print(f"[yellow]warning:[/] {report.label(row)}: {warning}", highlight=False)
+    if json_out:
+        config = {"url": url, "model": name, "reference": str(reference) if reference else None, "rate": rate,
+                  "frames": n, "cameras": cameras, "in_flight": in_flight, "seed": seed,
+                  "data": str(data) if data else None}
+        report.write_record(json_out, report.record([row], config, mode="remote"))
+        console.print(f"wrote {json_out}", highlight=False)
+    if not row["integrity_ok"]:
+        raise EdgesegError(f"stream to {url} lost frames: {row['frames_in']} sent, {row['frames_out']} masks, "
+                           f"{row['dropped']} dropped, {row['errors']} refused, {row['lost']} lost, "
+                           f"{row['duplicated']} duplicated")
 
 
 def _check_options(sizes, warmup_s, duration_s, repeats, streams, workers, rate, max_wait_ms, frames, queue_size,

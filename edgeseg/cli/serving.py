@@ -1,8 +1,10 @@
-"""``edgeseg export-triton`` and ``export-deepstream``: an edgeseg model as the servers plants run read it.
-Thin commands over :mod:`edgeseg.serving`; no heavy import at module level."""
+"""``edgeseg export-triton`` and ``export-deepstream``: an edgeseg model as the servers plants run read it;
+``edgeseg serve``: a live Triton server for one. Thin commands over :mod:`edgeseg.serving`; no heavy import at
+module level."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Optional
 
@@ -41,6 +43,64 @@ raw 0..255 levels, NHWC, segmentation-threshold = the fitted threshold), OUT/lab
 point nvinfer's config-file-path at the config. nvinfer thresholds the probabilities itself: pass the model
 without a mask output.
 """
+
+_SERVE_EPILOG = """\
+Examples:
+
+  make serve-env     # once: .venv-serve, with PyTriton (it ships tritonserver)
+
+  edgeseg serve --model runs/demo/model.onnx --port 8000
+
+  edgeseg bench --url http://127.0.0.1:8000 --model runs/demo/model.onnx --cameras 8 --rate 25 --frames 2000
+
+Serves MODEL on 127.0.0.1 only (HTTP on PORT, gRPC on PORT+1, metrics on PORT+2) as NAME: input image (N, H, W)
+uint8 raw pixels, output prob (N, H, W) float32, the probabilities of the runner `edgeseg eval` uses, nothing
+applied after them. Triton's dynamic batcher merges requests into batches of up to --max-batch frames, waiting at
+most --max-queue-delay-us. Says so once GET /v2/health/ready and the model answer ready; serves until Ctrl-C.
+The server runs in .venv-serve (PyTriton needs numpy < 2); EDGESEG_SERVE_PYTHON names another interpreter.
+"""
+
+
+@user_errors
+def serve(
+    model: Path = typer.Option(..., "--model", help="The model file to serve (.onnx, .keras, .engine: what `edgeseg eval` runs)."),
+    port: int = typer.Option(8000, "--port", help="HTTP port on 127.0.0.1 (gRPC takes PORT+1, metrics PORT+2)."),
+    max_batch: int = typer.Option(32, "--max-batch", help=f"Largest batch the dynamic batcher forms, 1..{MAX_BATCH}."),
+    max_queue_delay_us: int = typer.Option(100, "--max-queue-delay-us", help="How long a request may wait to be batched (µs)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Model name on the server (default from the file: model_int8)."),
+    ready_timeout_s: float = typer.Option(120.0, "--ready-timeout-s", help="Give up when the server is not ready within this."),
+    log: Optional[Path] = typer.Option(None, "--log", help="Write Triton's log here instead of to the terminal."),
+) -> None:
+    """Serve a model with a Triton Inference Server on this machine (PyTriton), with dynamic batching."""
+    from edgeseg.serving.client import wait_ready
+    from edgeseg.serving.server import ServeOptions, launch, stop
+    from edgeseg.serving.triton import model_name_for
+    from edgeseg.validate import finite
+
+    whole("--port", port, 1, 65533)
+    whole("--max-batch", max_batch, 1, MAX_BATCH)
+    whole("--max-queue-delay-us", max_queue_delay_us, 0, 60_000_000)
+    finite("--ready-timeout-s", ready_timeout_s, 0, 3600, lo_open=True, unit="seconds")
+    if not model.is_file():
+        raise EdgesegError(f"model file not found: {model}")
+    options = ServeOptions(port=port, max_batch=max_batch, max_queue_delay_us=max_queue_delay_us, name=name)
+    served = name or model_name_for(model)
+    url = f"http://127.0.0.1:{port}"
+    with contextlib.ExitStack() as stack:
+        out = stack.enter_context(open(log, "ab")) if log else None
+        proc = launch(model, options, stdout=out, stderr=out)
+        try:
+            wait_ready(url, served, ready_timeout_s, alive=lambda: proc.poll() is None)
+            console.print(f"serving {served} at {url} (gRPC 127.0.0.1:{port + 1}, max batch {max_batch}, "
+                          f"queue delay {max_queue_delay_us} µs); Ctrl-C stops", highlight=False, soft_wrap=True)
+            code = proc.wait()
+            if code:
+                raise EdgesegError(f"the Triton server for {model} ended with exit code {code}"
+                                   + (f" (its log: {log})" if log else ""))
+        except KeyboardInterrupt:
+            console.print("stopping", highlight=False)
+        finally:
+            stop(proc)
 
 
 @user_errors
@@ -108,3 +168,4 @@ def _choice(value: str, enum, option: str):
 def register(app: typer.Typer) -> None:
     app.command("export-triton", epilog=_TRITON_EPILOG)(export_triton)
     app.command("export-deepstream", epilog=_DEEPSTREAM_EPILOG)(export_deepstream)
+    app.command("serve", epilog=_SERVE_EPILOG)(serve)
