@@ -14,6 +14,7 @@ import typer
 
 from edgeseg.cli.common import (claim_outputs, console, err_console, force_option, parse_int_list, progress_bar,
                                 report_output, user_errors)
+from edgeseg.cli.format import num, sci, signed
 from edgeseg.errors import EdgesegError
 from edgeseg.types import Backend
 from edgeseg.validate import finite, fits_memory, whole
@@ -185,8 +186,8 @@ def _bench_remote(url, models, rate, frames, duration_s, cameras, in_flight, ref
     _wide().print(report.table([row], title="edgeseg bench --url"))
     if "agreement_iou" in row:
         console.print(f"agreement with {reference} run here, {row['agreement_frames']} frames: mask IoU "
-                      f"{row['agreement_iou']:.4f}, pixels differing {row['agreement_pixels_differ']:.2e}, "
-                      f"max |Δprob| {row['agreement_max_abs_dprob']:.2e}", highlight=False)
+                      f"{num(row['agreement_iou'], 4)}, pixels differing {sci(row['agreement_pixels_differ'], 2)}, "
+                      f"max |Δprob| {sci(row['agreement_max_abs_dprob'], 2)}", highlight=False)
     for warning in row["warnings"]:
         err_console.print(f"[yellow]warning:[/] {report.label(row)}: {warning}", highlight=False)
     if json_out:
@@ -236,9 +237,8 @@ def _render_overhead(rows: list[dict]) -> None:
     for head in ("model", "batch", "bare img/s", "harness img/s", "overhead %", "paired %", "CPU time %"):
         t.add_column(head, justify="left" if head == "model" else "right")
     for r in rows:
-        t.add_row(r["model"], str(r["batch_size"]), f"{r['bare_images_per_s']:.1f}",
-                  f"{r['harness_images_per_s']:.1f}", f"{r['overhead_pct']:+.2f}", f"{r['overhead_pct_paired']:+.2f}",
-                  f"{r['overhead_pct_cpu']:+.2f}")
+        t.add_row(r["model"], str(r["batch_size"]), num(r["bare_images_per_s"], 1), num(r["harness_images_per_s"], 1),
+                  signed(r["overhead_pct"], 2), signed(r["overhead_pct_paired"], 2), signed(r["overhead_pct_cpu"], 2))
     _wide().print(t)
 
 
