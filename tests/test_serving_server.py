@@ -73,15 +73,9 @@ def _start(model: Path, port: int, log: Path) -> subprocess.Popen:
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
-    for sig, wait in ((signal.SIGINT, 30), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            proc.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
-            continue
+    from edgeseg.serving.server import stop
+
+    stop(proc, timeout_s=30)  # SIGINT to `edgeseg serve`'s group, SIGKILL if it outlives that
     # The server's own process group (tritonserver, the backend stub), should `edgeseg serve` have died first.
     for pid in _server_pids(proc.pid):
         try:
