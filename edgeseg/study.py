@@ -214,20 +214,25 @@ def _score(model: Path | str, sets: dict[str, Path]) -> dict[str, dict[str, Any]
     return scores
 
 
+def _onnx(arm_dir: Path, image_size: int) -> Path:
+    """The arm's FP32 ONNX model, exported on first use."""
+    from edgeseg.export.onnx import export_onnx
+
+    onnx_path = arm_dir / "model.onnx"
+    if not onnx_path.is_file():
+        export_onnx(arm_dir / "model.keras", onnx_path, image_size=image_size)
+    return onnx_path
+
+
 def _deploy(arm_dir: Path, precision: str, image_size: int) -> Path:
     """The arm's model in ``precision``: the Keras model for fp32, else its ONNX conversion."""
-    from edgeseg.export.onnx import export_onnx
     from edgeseg.export.precision import to_fp16, to_int8
 
-    keras_path = arm_dir / "model.keras"
-    onnx_path = arm_dir / "model.onnx"
     if precision == "fp32":
-        return keras_path
-    if not onnx_path.is_file():
-        export_onnx(keras_path, onnx_path, image_size=image_size)
+        return arm_dir / "model.keras"
     target = arm_dir / f"model.{precision}.onnx"
     if not target.is_file():
-        (to_fp16 if precision == "fp16" else to_int8)(onnx_path, target)
+        (to_fp16 if precision == "fp16" else to_int8)(_onnx(arm_dir, image_size), target)
     return target
 
 
@@ -257,12 +262,8 @@ def run_arm(spec: Spec, arm: Arm, out: Path, sets: dict[str, Path], progress: Pr
 def _speed(arm_dir: Path, size: int) -> dict[str, float]:
     """images/s of the arm's FP32 ONNX model at batch 1 and 32 (short: a frontier, not a benchmark)."""
     from edgeseg.bench.harness import Timing, sweep
-    from edgeseg.export.onnx import export_onnx
 
-    onnx_path = arm_dir / "model.onnx"
-    if not onnx_path.is_file():
-        export_onnx(arm_dir / "model.keras", onnx_path, image_size=size)
-    rows = sweep([onnx_path], (1, 32), Timing(0.5, 1.5, 3))
+    rows = sweep([_onnx(arm_dir, size)], (1, 32), Timing(0.5, 1.5, 3))
     return {f"batch_{r['batch_size']}": r["images_per_s"] for r in rows}
 
 

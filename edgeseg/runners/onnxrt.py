@@ -40,7 +40,7 @@ class OnnxRuntimeRunner(Runner):
     measured *slower* than ``session.run`` — 0.97 vs 0.84 ms at batch 1, equal at batch 32 — so it is
     there for device providers, where it saves host↔device copies), ``workers`` and ``chunk`` (throughput
     mode, see the module docstring: a batch of at least ``workers`` images is cut into equal parts of at most
-    ``chunk`` images that ``workers`` threads run at once, each on one intra-op thread of a second session;
+    ``chunk`` images that ``workers`` threads run at once, each on one intra-op thread of a second InferenceSession;
     default: as many workers as intra-op threads on the CPU provider, ``chunk`` = CHUNK; ``workers=1``
     turns it off).
     """

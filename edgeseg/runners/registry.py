@@ -83,14 +83,21 @@ def info(name: str) -> BackendInfo:
         raise EdgesegError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}") from None
 
 
+def _fileless(model: str | Path, backend: str | None) -> BackendInfo | None:
+    """The file-less backend meant, if any: given as ``backend``, or named by ``model`` (``classical``)."""
+    if backend and not info(backend).suffixes:
+        return info(backend)
+    named = BACKENDS.get(str(model))
+    return named if named is not None and not named.suffixes else None
+
+
 def backend_of(model: str | Path, backend: str | None = None) -> BackendInfo:
     """The backend that runs ``model``: ``backend`` when given (checked against the file's suffix), a
     file-less backend named by ``model``, else the one that reads the file's suffix."""
     chosen = info(backend) if backend else None
-    if str(model) in BACKENDS and not BACKENDS[str(model)].suffixes:
-        return BACKENDS[str(model)]
-    if chosen is not None and not chosen.suffixes:
-        return chosen
+    fileless = _fileless(model, backend)
+    if fileless is not None:
+        return fileless
     suffix = Path(model).suffix.lower()
     by_suffix = next((b for b in BACKENDS.values() if suffix in b.suffixes), None)
     if chosen is None:
@@ -109,10 +116,9 @@ def backend_of(model: str | Path, backend: str | None = None) -> BackendInfo:
 def load_runner(model: str | Path, backend: str | None = None, **options: Any) -> "Runner":
     """The runner for ``model`` (a file, or a file-less backend's name such as ``classical``), not yet
     activated. Raises :class:`EdgesegError` for a missing file or a backend that cannot read it."""
-    fileless = str(model) in BACKENDS and not BACKENDS[str(model)].suffixes
-    if not fileless and not (backend and not info(backend).suffixes) and not Path(model).exists():
+    fileless = _fileless(model, backend)
+    if fileless is not None:
+        return fileless.runner_class()(**options)
+    if not Path(model).exists():
         raise EdgesegError(f"model file not found: {model}")
-    chosen = backend_of(model, backend)
-    if chosen.suffixes:
-        return chosen.runner_class()(Path(model), **options)
-    return chosen.runner_class()(**options)
+    return backend_of(model, backend).runner_class()(Path(model), **options)
