@@ -235,6 +235,41 @@ def _defect_mask(shape: str, w: int, h: int, angle: float) -> np.ndarray:
     return m
 
 
+@dataclass(frozen=True)
+class Placed:
+    """One drawn defect and its boolean footprint inside its box (``defect.h`` × ``defect.w``)."""
+
+    defect: Defect
+    footprint: np.ndarray
+    #: The drawn contrast before the record's rounding (the pixels get this one).
+    contrast: float
+
+
+def draw_defects(rng: np.random.Generator, cfg: SynthConfig, height: int, width: int) -> list[Placed]:
+    """The defects of one image of ``height`` × ``width``: how many (``good_fraction``, ``defects``), their
+    sizes, places (fully inside), contrasts, shapes and angles, in the seed's order of draws — so that
+    :func:`generate` draws the same images from the same rng whatever else uses this function
+    (:mod:`edgeseg.data.backgrounds` places defects on photographs with it)."""
+    count = 0 if rng.random() < cfg.good_fraction else int(rng.integers(cfg.defects[0], cfg.defects[1] + 1))
+    lo, hi = cfg.defect_size
+    placed: list[Placed] = []
+    for _ in range(count):
+        if cfg.size_dist == "log":
+            w, h = (min(hi, int(v)) for v in np.exp(rng.uniform(math.log(lo), math.log(hi + 1), size=2)))
+        else:
+            w, h = (int(v) for v in rng.integers(lo, hi + 1, size=2))
+        # The seed: x = randint(0, 256 - size), i.e. 0..256-size-1, so the defect is fully inside.
+        x, y = int(rng.integers(0, width - w)), int(rng.integers(0, height - h))
+        if cfg.contrast_continuous:
+            c = float(rng.uniform(*cfg.contrast))
+        else:
+            c = float(rng.integers(int(cfg.contrast[0]), int(cfg.contrast[1]) + 1))
+        shape = cfg.shape.value if cfg.shape is not Shape.mixed else str(rng.choice([Shape.rect.value, Shape.ellipse.value]))
+        angle = float(rng.uniform(0, math.pi)) if shape == Shape.ellipse.value and rng.random() < 0.5 else 0.0
+        placed.append(Placed(Defect(x, y, w, h, shape, round(c, 4), round(angle, 4)), _defect_mask(shape, w, h, angle), c))
+    return placed
+
+
 def generate(rng: np.random.Generator, cfg: SynthConfig = PRESETS["seed"]) -> Sample:
     """Draw one image, its binary mask and the list of defects."""
     n = cfg.image_size
@@ -243,29 +278,14 @@ def generate(rng: np.random.Generator, cfg: SynthConfig = PRESETS["seed"]) -> Sa
     light, ptp = _illumination(rng, cfg.illumination, n)
     info.update(level=round(level, 3), illumination=round(ptp, 3))
 
-    count = 0 if rng.random() < cfg.good_fraction else int(rng.integers(cfg.defects[0], cfg.defects[1] + 1))
+    placed = draw_defects(rng, cfg, n, n)
     contrast_map = np.zeros((n, n), dtype=np.float32)
     mask = np.zeros((n, n), dtype=np.uint8)
-    defects: list[Defect] = []
-    lo, hi = cfg.defect_size
-    for _ in range(count):
-        if cfg.size_dist == "log":
-            w, h = (min(hi, int(v)) for v in np.exp(rng.uniform(math.log(lo), math.log(hi + 1), size=2)))
-        else:
-            w, h = (int(v) for v in rng.integers(lo, hi + 1, size=2))
-        # The seed: x = randint(0, 256 - size), i.e. 0..256-size-1, so the defect is fully inside.
-        x, y = int(rng.integers(0, n - w)), int(rng.integers(0, n - h))
-        if cfg.contrast_continuous:
-            c = float(rng.uniform(*cfg.contrast))
-        else:
-            c = float(rng.integers(int(cfg.contrast[0]), int(cfg.contrast[1]) + 1))
-        shape = cfg.shape.value if cfg.shape is not Shape.mixed else str(rng.choice([Shape.rect.value, Shape.ellipse.value]))
-        angle = float(rng.uniform(0, math.pi)) if shape == Shape.ellipse.value and rng.random() < 0.5 else 0.0
-        foot = _defect_mask(shape, w, h, angle)
-        region = contrast_map[y : y + h, x : x + w]
-        region[foot] = c  # the last defect drawn wins where they overlap, like the seed's redraw
-        mask[y : y + h, x : x + w][foot] = 1
-        defects.append(Defect(x, y, w, h, shape, round(c, 4), round(angle, 4)))
+    for p in placed:
+        d = p.defect
+        contrast_map[d.y : d.y + d.h, d.x : d.x + d.w][p.footprint] = p.contrast  # the last drawn wins, like the seed
+        mask[d.y : d.y + d.h, d.x : d.x + d.w][p.footprint] = 1
+    defects = [p.defect for p in placed]
 
     img = noise + level + contrast_map
     if light is not None:

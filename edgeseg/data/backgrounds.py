@@ -1,0 +1,175 @@
+"""A line's own defect-free images as backgrounds: seed-style defects placed on real surfaces.
+
+A line collects defect-free images easily and labelled defects rarely. edgeseg trains, calibrates and measures
+on the first kind by drawing the generator's defects (:func:`edgeseg.data.synth.draw_defects`: every shape,
+size and contrast knob ``generate`` has) onto them — the image's own texture, lighting and sensor noise stay
+what they are, and the defect adds its contrast on top, as a stain or a dent in a flat-field image does.
+
+Contrast is given in gray levels of the image's own depth (a 16-bit image: 16-bit levels) or, with
+``relative=True``, in units of the *local noise* σ: the standard deviation, in a window around the defect, of
+what is left after a local mean is taken away (:func:`local_noise`). A textured surface has its own noise, so
+"3 gray levels" means a different thing on brushed metal and on a polished wafer; "1 σ" means the same.
+
+    bg = load_backgrounds("line/good", min_size=256)        # 8- or 16-bit, any sizes ≥ 256
+    rng = np.random.default_rng(0)
+    image, origin = random_crop(rng, bg.images[0], 256)
+    sample = inject(rng, image, preset("test").replace(contrast=(1, 2), contrast_continuous=True), relative=True)
+    sample.image, sample.mask, sample.defects                 # same dtype as the background
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeseg.data.synth import Sample, SynthConfig, draw_defects
+from edgeseg.errors import BadInput
+
+#: Side of the window :func:`local_noise` measures in: a little larger than a typical defect (8..63 px), so
+#: the texture a defect sits on, not the defect, sets its σ.
+NOISE_WINDOW = 33
+
+
+@dataclass
+class Backgrounds:
+    """Defect-free images of one bit depth (sizes may differ), their file names and folder."""
+
+    images: list[np.ndarray]
+    names: list[str]
+    path: Path
+    _noise: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.images[0].dtype
+
+    def noise(self, i: int) -> np.ndarray:
+        """:func:`local_noise` of image ``i``, computed once."""
+        if i not in self._noise:
+            self._noise[i] = local_noise(self.images[i])
+        return self._noise[i]
+
+    def weights(self, size: int) -> np.ndarray:
+        """How often each image is drawn: in proportion to the crops of ``size`` it holds, so every place of
+        every image is as likely as any other."""
+        n = np.array([(img.shape[0] - size + 1) * (img.shape[1] - size + 1) for img in self.images], float)
+        return n / n.sum()
+
+    def describe(self) -> dict[str, Any]:
+        """For manifests: the folder, the images (name, height, width) and the depth."""
+        return {"path": str(self.path), "bits": self.dtype.itemsize * 8,
+                "images": [{"name": n, "height": int(i.shape[0]), "width": int(i.shape[1])}
+                           for n, i in zip(self.names, self.images)]}
+
+
+def load_backgrounds(path: str | Path, min_size: int) -> Backgrounds:
+    """The defect-free images of a folder (either dataset layout; labels, if any, must be empty), each at least
+    ``min_size`` on both sides, all 8-bit or all 16-bit. One-line :class:`BadInput` otherwise."""
+    from edgeseg.data.dataset import IMAGE_SUFFIXES, image_dir, label_dir, natural_key, read_gray
+
+    root = Path(path)
+    folder = image_dir(root)
+    files = sorted((f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+                    and not f.name.startswith(".")), key=lambda f: natural_key(f.name))
+    if not files:
+        raise BadInput(f"no images in {folder} (expected {', '.join(IMAGE_SUFFIXES)} files of defect-free parts)")
+    images = []
+    for f in files:
+        img = read_gray(f)
+        if img.dtype not in (np.uint8, np.uint16):
+            raise BadInput(f"{f} has {img.dtype} pixels; edgeseg reads 8- or 16-bit grayscale images")
+        if min(img.shape) < min_size:
+            raise BadInput(f"{f} is {img.shape[1]}x{img.shape[0]}, smaller than the {min_size}x{min_size} crop; "
+                           "give larger images or a smaller --crop")
+        if images and img.dtype != images[0].dtype:
+            raise BadInput(f"{f} is {img.dtype.itemsize * 8}-bit but {files[0].name} is "
+                           f"{images[0].dtype.itemsize * 8}-bit; one folder of backgrounds has one bit depth")
+        images.append(img)
+    labels = label_dir(root)
+    if labels is not None:
+        for f in files:
+            lab = labels / f.name
+            if lab.is_file() and read_gray(lab).any():
+                raise BadInput(f"{lab} marks a defect, but backgrounds must be defect-free; leave that image out "
+                               "or use the folder as labelled data (--data)")
+    return Backgrounds(images, [f.name for f in files], root)
+
+
+def local_noise(image: np.ndarray, window: int = NOISE_WINDOW) -> np.ndarray:
+    """Per pixel, the standard deviation of the image about its local mean in a ``window``-wide box (float32, in
+    the image's own gray levels): sensor noise plus texture finer than the window — what a defect of that size
+    has to stand out against. Never below 1/4 of a gray level (a flat synthetic image would give 0)."""
+    import cv2
+
+    x = np.asarray(image, np.float32)
+    mean = cv2.blur(x, (window, window), borderType=cv2.BORDER_REFLECT)
+    var = cv2.blur((x - mean) ** 2, (window, window), borderType=cv2.BORDER_REFLECT)
+    floor = 0.25 * (257.0 if image.dtype == np.uint16 else 1.0)
+    return np.maximum(np.sqrt(np.maximum(var, 0)), floor).astype(np.float32)
+
+
+def random_crop(rng: np.random.Generator, image: np.ndarray, height: int, width: int | None = None
+                ) -> tuple[np.ndarray, tuple[int, int]]:
+    """A uniformly placed ``height`` × ``width`` (default square) crop of ``image`` and its top-left (y, x)."""
+    width = height if width is None else width
+    h, w = image.shape
+    if h < height or w < width:
+        raise BadInput(f"an image of {w}x{h} has no {width}x{height} crop")
+    y, x = int(rng.integers(0, h - height + 1)), int(rng.integers(0, w - width + 1))
+    return image[y : y + height, x : x + width], (y, x)
+
+
+def inject(rng: np.random.Generator, background: np.ndarray, cfg: SynthConfig, relative: bool = False,
+           noise: np.ndarray | None = None) -> Sample:
+    """``background`` (uint8 or uint16, any size) with defects drawn by ``cfg`` added onto it.
+
+    Of ``cfg`` only the defect knobs count (``defects``, ``defect_size``, ``size_dist``, ``good_fraction``,
+    ``shape``, ``contrast``, ``contrast_continuous``): the background brings the noise, level and lighting.
+    ``contrast`` is in the background's gray levels or, with ``relative``, in multiples of the local noise σ
+    (``noise``: its :func:`local_noise`, computed when not given) — the median σ over the defect's footprint.
+    Each recorded defect's ``contrast`` is then in gray levels and its ``contrast_sigma`` the multiple drawn.
+    The result is rounded and clipped to the background's depth; where defects overlap, the last one drawn wins.
+    """
+    h, w = background.shape
+    if cfg.defect_size[1] >= min(h, w):
+        raise BadInput(f"defects up to {cfg.defect_size[1]} px do not fit in a {w}x{h} image; lower --defect-size")
+    top = float(np.iinfo(background.dtype).max)
+    placed = draw_defects(rng, cfg, h, w)
+    if relative and placed and noise is None:
+        noise = local_noise(background)
+    shift = np.zeros((h, w), np.float32)
+    mask = np.zeros((h, w), np.uint8)
+    defects = []
+    for p in placed:
+        d = p.defect
+        box = (slice(d.y, d.y + d.h), slice(d.x, d.x + d.w))
+        record = d.to_dict()
+        if relative:
+            sigma = float(np.median(noise[box][p.footprint]))
+            c = p.contrast * sigma
+            record.update(contrast=round(c, 4), contrast_sigma=d.contrast, noise_sigma=round(sigma, 4))
+        else:
+            c = p.contrast
+        shift[box][p.footprint] = c
+        mask[box][p.footprint] = 1
+        defects.append(record)
+    image = background if not placed else np.clip(np.rint(background.astype(np.float32) + shift), 0, top
+                                                  ).astype(background.dtype)
+    return Sample(image=image, mask=mask, defects=defects, info={})
+
+
+def draw(rng: np.random.Generator, backgrounds: Backgrounds, size: int, cfg: SynthConfig, relative: bool = False
+         ) -> tuple[Sample, dict[str, Any]]:
+    """One training or test image: a random ``size``² crop of a background (chosen in proportion to its crops),
+    with :func:`inject`'s defects; and where it came from (image name, crop y, x)."""
+    i = int(rng.choice(len(backgrounds), p=backgrounds.weights(size)))
+    crop, (y, x) = random_crop(rng, backgrounds.images[i], size)
+    noise = backgrounds.noise(i)[y : y + size, x : x + size] if relative else None
+    sample = inject(rng, crop, cfg, relative, noise)
+    return sample, {"background": backgrounds.names[i], "y": y, "x": x}
