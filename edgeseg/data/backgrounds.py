@@ -127,7 +127,8 @@ def random_crop(rng: np.random.Generator, image: np.ndarray, height: int, width:
 
 def inject(rng: np.random.Generator, background: np.ndarray, cfg: SynthConfig, relative: bool = False,
            noise: np.ndarray | None = None) -> Sample:
-    """``background`` (uint8 or uint16, any size) with defects drawn by ``cfg`` added onto it.
+    """``background`` (uint8 or uint16, any size; or float gray levels on the 8-bit scale, kept unrounded)
+    with defects drawn by ``cfg`` added onto it.
 
     Of ``cfg`` only the defect knobs count (``defects``, ``defect_size``, ``size_dist``, ``good_fraction``,
     ``shape``, ``contrast``, ``contrast_continuous``): the background brings the noise, level and lighting.
@@ -139,7 +140,8 @@ def inject(rng: np.random.Generator, background: np.ndarray, cfg: SynthConfig, r
     h, w = background.shape
     if cfg.defect_size[1] >= min(h, w):
         raise BadInput(f"defects up to {cfg.defect_size[1]} px do not fit in a {w}x{h} image; lower --defect-size")
-    top = float(np.iinfo(background.dtype).max)
+    floating = background.dtype.kind == "f"  # gray levels already (training on 16-bit backgrounds): no rounding
+    top = 255.0 if floating else float(np.iinfo(background.dtype).max)
     placed = draw_defects(rng, cfg, h, w)
     if relative and placed and noise is None:
         noise = local_noise(background)
@@ -159,8 +161,12 @@ def inject(rng: np.random.Generator, background: np.ndarray, cfg: SynthConfig, r
         shift[box][p.footprint] = c
         mask[box][p.footprint] = 1
         defects.append(record)
-    image = background if not placed else np.clip(np.rint(background.astype(np.float32) + shift), 0, top
-                                                  ).astype(background.dtype)
+    if not placed:
+        image = background
+    elif floating:
+        image = np.clip(background + shift, 0, top).astype(background.dtype)
+    else:
+        image = np.clip(np.rint(background.astype(np.float32) + shift), 0, top).astype(background.dtype)
     return Sample(image=image, mask=mask, defects=defects, info={})
 
 
