@@ -5,10 +5,11 @@ on the first kind by drawing the generator's defects (:func:`edgeseg.data.synth.
 size and contrast knob ``generate`` has) onto them — the image's own texture, lighting and sensor noise stay
 what they are, and the defect adds its contrast on top, as a stain or a dent in a flat-field image does.
 
-Contrast is given in gray levels of the image's own depth (a 16-bit image: 16-bit levels) or, with
-``relative=True``, in units of the *local noise* σ: the standard deviation, in a window around the defect, of
-what is left after a local mean is taken away (:func:`local_noise`). A textured surface has its own noise, so
-"3 gray levels" means a different thing on brushed metal and on a polished wafer; "1 σ" means the same.
+Contrast is given in gray levels on the 8-bit scale of :mod:`edgeseg.data.depth` (on a 16-bit image 3 levels
+add 3 × 257 of its own: the levels every network, metric and ``generate`` use) or, with ``relative=True``, in
+units of the *local noise* σ: the standard deviation, in a window around the defect, of what is left after a
+local mean is taken away (:func:`local_noise`). A textured surface has its own noise, so "3 gray levels" means
+a different thing on brushed metal and on a polished wafer; "1 σ" means the same.
 
     bg = load_backgrounds("line/good", min_size=256)        # 8- or 16-bit, any sizes ≥ 256
     rng = np.random.default_rng(0)
@@ -25,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeseg.data.depth import SCALE
 from edgeseg.data.synth import Sample, SynthConfig, draw_defects
 from edgeseg.errors import BadInput
 
@@ -132,16 +134,21 @@ def inject(rng: np.random.Generator, background: np.ndarray, cfg: SynthConfig, r
 
     Of ``cfg`` only the defect knobs count (``defects``, ``defect_size``, ``size_dist``, ``good_fraction``,
     ``shape``, ``contrast``, ``contrast_continuous``): the background brings the noise, level and lighting.
-    ``contrast`` is in the background's gray levels or, with ``relative``, in multiples of the local noise σ
-    (``noise``: its :func:`local_noise`, computed when not given) — the median σ over the defect's footprint.
-    Each recorded defect's ``contrast`` is then in gray levels and its ``contrast_sigma`` the multiple drawn.
-    The result is rounded and clipped to the background's depth; where defects overlap, the last one drawn wins.
+    ``contrast`` is in gray levels on the 8-bit scale (a uint16 background gets 257 of its own levels per
+    level) or, with ``relative``, in multiples of the local noise σ (``noise``: its :func:`local_noise`, in the
+    background's own levels, computed when not given) — the median σ over the defect's footprint. Each
+    recorded defect's ``contrast`` is then in 8-bit-scale gray levels, its ``contrast_sigma`` the multiple
+    drawn and its ``noise_sigma`` that σ (8-bit scale too). The result is rounded and clipped to the
+    background's depth; where defects overlap, the last one drawn wins.
     """
     h, w = background.shape
     if cfg.defect_size[1] >= min(h, w):
         raise BadInput(f"defects up to {cfg.defect_size[1]} px do not fit in a {w}x{h} image; lower --defect-size")
     floating = background.dtype.kind == "f"  # gray levels already (training on 16-bit backgrounds): no rounding
     top = 255.0 if floating else float(np.iinfo(background.dtype).max)
+    if not floating and background.dtype not in SCALE:
+        raise BadInput(f"{background.dtype} pixels: backgrounds are 8- or 16-bit grayscale images")
+    scale = 1.0 if floating else SCALE[background.dtype]  # the background's own levels -> 8-bit-scale levels
     placed = draw_defects(rng, cfg, h, w)
     if relative and placed and noise is None:
         noise = local_noise(background)
@@ -153,11 +160,12 @@ def inject(rng: np.random.Generator, background: np.ndarray, cfg: SynthConfig, r
         box = (slice(d.y, d.y + d.h), slice(d.x, d.x + d.w))
         record = d.to_dict()
         if relative:
-            sigma = float(np.median(noise[box][p.footprint]))
+            sigma = float(np.median(noise[box][p.footprint]))  # in the background's own levels
             c = p.contrast * sigma
-            record.update(contrast=round(c, 4), contrast_sigma=d.contrast, noise_sigma=round(sigma, 4))
+            record.update(contrast=round(c * scale, 4), contrast_sigma=d.contrast,
+                          noise_sigma=round(sigma * scale, 4))
         else:
-            c = p.contrast
+            c = p.contrast / scale
         shift[box][p.footprint] = c
         mask[box][p.footprint] = 1
         defects.append(record)
@@ -170,12 +178,18 @@ def inject(rng: np.random.Generator, background: np.ndarray, cfg: SynthConfig, r
     return Sample(image=image, mask=mask, defects=defects, info={})
 
 
-def draw(rng: np.random.Generator, backgrounds: Backgrounds, size: int, cfg: SynthConfig, relative: bool = False
-         ) -> tuple[Sample, dict[str, Any]]:
-    """One training or test image: a random ``size``² crop of a background (chosen in proportion to its crops),
-    with :func:`inject`'s defects; and where it came from (image name, crop y, x)."""
-    i = int(rng.choice(len(backgrounds), p=backgrounds.weights(size)))
-    crop, (y, x) = random_crop(rng, backgrounds.images[i], size)
-    noise = backgrounds.noise(i)[y : y + size, x : x + size] if relative else None
+def draw(rng: np.random.Generator, backgrounds: Backgrounds, size: int | None, cfg: SynthConfig,
+         relative: bool = False) -> tuple[Sample, dict[str, Any]]:
+    """One training or test image: a random ``size``² crop of a background (chosen in proportion to its crops)
+    — or, with ``size`` None, a whole background (each as likely) — with :func:`inject`'s defects; and where it
+    came from (image name, crop y, x)."""
+    if size is None:
+        i = int(rng.integers(len(backgrounds)))
+        crop, (y, x) = backgrounds.images[i], (0, 0)
+        noise = backgrounds.noise(i) if relative else None
+    else:
+        i = int(rng.choice(len(backgrounds), p=backgrounds.weights(size)))
+        crop, (y, x) = random_crop(rng, backgrounds.images[i], size)
+        noise = backgrounds.noise(i)[y : y + size, x : x + size] if relative else None
     sample = inject(rng, crop, cfg, relative, noise)
     return sample, {"background": backgrounds.names[i], "y": y, "x": x}
