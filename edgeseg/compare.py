@@ -131,24 +131,29 @@ class _Agreement:
 
 def compare(models: Sequence[str | Path], datasets: Sequence[str | Path], batch_size: int = 16,
             runner_options: dict[str, Any] | None = None, progress: Progress = silent,
-            chunk_size: int | None = None, threshold: float | None = None) -> dict[str, Any]:
+            chunk_size: int | None = None, threshold: float | None = None, tile: int | None = None,
+            overlap: int | None = None) -> dict[str, Any]:
     """Rows of metrics per (dataset, model); ``models[0]`` is the reference (see the module docstring).
     ``chunk_size``: images read and predicted at a time (default :data:`edgeseg.data.dataset.CHUNK`).
-    ``threshold``: every model at this threshold instead of its manifest's (:func:`edgeseg.evaluate.model_point`)."""
+    ``threshold``: every model at this threshold instead of its manifest's (:func:`edgeseg.evaluate.model_point`).
+    ``tile``, ``overlap``: how images a model does not take whole are tiled (:func:`edgeseg.tiling.any_size`;
+    a model exported for 256² and another for the line's full size are compared on the same images)."""
     from edgeseg import metrics
     from edgeseg.data.dataset import CHUNK, load_dataset
     from edgeseg.evaluate import model_point, predict_probs
     from edgeseg.runners.registry import backend_of, load_runner
+    from edgeseg.tiling import any_size, check_tiling
 
     if not models:
         raise EdgesegError("give at least one model to compare (the first is the reference)")
     if not datasets:
         raise EdgesegError("give at least one --data folder")
+    check_tiling(tile, overlap)
     options = runner_options or {}  # each option reaches the backends that take it (thread counts: ONNX Runtime)
     points = [model_point(m, threshold) for m in models]
     thresholds = [(t, source) for t, source, _ in points]
     rules = [rule for _, _, rule in points]
-    runners = [load_runner(m, **backend_of(m).accepts(options)) for m in models]
+    runners = [any_size(load_runner(m, **backend_of(m).accepts(options)), tile, overlap) for m in models]
     sets = [load_dataset(d) for d in datasets]
     total = len(models) * sum(len(s) for s in sets)
     rows: list[dict[str, Any]] = []

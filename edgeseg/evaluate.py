@@ -9,7 +9,8 @@
     evaluate_models(["runs/demo/model.onnx", "classical"], ["data/seed", "data/good"])   # what edgeseg eval shows
 
 A set is scored chunk by chunk (read, predict, score, drop), so ``edgeseg eval`` on 4,000 images needs
-the memory of one chunk, not of the set.
+the memory of one chunk, not of the set. Images of any size and bit depth are scored: a model that takes
+another size runs them in tiles (:func:`edgeseg.tiling.any_size`).
 
 Metric definitions live in :mod:`edgeseg.metrics`.
 """
@@ -175,22 +176,26 @@ def evaluate(runner: Runner, dataset: Dataset, thresholds: Mapping[str, float] |
 def evaluate_models(models: Sequence[str | Path], data: Sequence[str | Path], threshold: float | None = None,
                     batch_size: int = 16, mask_rule: bool = True,
                     progress: Callable[[str], ContextManager[Progress]] = lambda label: nullcontext(silent),
-                    ) -> dict[str, Any]:
+                    tile: int | None = None, overlap: int | None = None) -> dict[str, Any]:
     """Score every model on every labelled set (:func:`evaluate`), at 0.5 and at the model's own point
     (:func:`model_point`; ``threshold`` overrides the manifest's), with its mask rule unless ``mask_rule`` is
     False; ``{"results": [...]}``, one result per (model, set) in that order, each with its threshold's source
     and the runner's config where it has one.
 
     Every model's point is read, then every set opened, before any model is loaded: a model without its point
-    or a bad set fails before the work. ``progress(label)`` opens a progress callback per (model, set)."""
+    or a bad set fails before the work. ``progress(label)`` opens a progress callback per (model, set).
+    ``tile``, ``overlap``: how images a model does not take whole are tiled (:func:`edgeseg.tiling.any_size`)."""
     from edgeseg.runners import load_runner
+    from edgeseg.tiling import any_size, check_tiling
+
+    check_tiling(tile, overlap)
 
     points = {m: model_point(m, threshold) for m in models}
     datasets = [load_dataset(d) for d in data]
     results = []
     for m in models:
         best, source, rule = points[m]
-        with load_runner(m) as runner:
+        with any_size(load_runner(m), tile, overlap) as runner:
             for ds in datasets:
                 with progress(f"{Path(m).name} on {ds.path.name}") as done:
                     r = evaluate(runner, ds, {"0.5": DEFAULT_THRESHOLD, "best": best}, batch_size, done,

@@ -117,9 +117,14 @@ def test_model_that_does_not_match_the_backend(model, tmp_path):
     one_error_line(invoke("--model", junk, "--batch-sizes", "1", *FAST), "junk.onnx")
 
 
-def test_image_size_that_does_not_match_the_model(model, tmp_path):
-    cv2.imwrite(str(tmp_path / "0.png"), np.full((48, 48), 112, np.uint8))
-    one_error_line(invoke("--model", model, "--data", tmp_path, "--batch-sizes", "1", *FAST), "32x32")
+def test_images_of_another_size_than_the_model_run_in_its_tiles(model, tmp_path):
+    (tmp_path / "d").mkdir()
+    cv2.imwrite(str(tmp_path / "d" / "0.png"), np.full((48, 80), 112 * 257, np.uint16))
+    r = invoke("--model", model, "--data", tmp_path / "d", "--batch-sizes", "1", *FAST, "--json", tmp_path / "b.json")
+    assert r.exit_code == 0, r.output
+    row = json.loads((tmp_path / "b.json").read_text())["rows"][0]
+    assert row["image_size"] == [48, 80] and row["runner_config"]["tiling"]["tile"] == [32, 32]
+    one_error_line(invoke("--model", model, "--data", tmp_path / "d", "--tile", "64", *FAST), "32x32")
 
 
 @pytest.mark.skipif(available("tensorrt"), reason="TensorRT is installed: the engine would really load")

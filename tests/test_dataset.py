@@ -186,3 +186,68 @@ def test_write_is_atomic_and_never_replaces_foreign_folders(tmp_path, small_set)
 
 def test_natural_key():
     assert sorted(["b10.png", "b2.png", "a.png"], key=natural_key) == ["a.png", "b2.png", "b10.png"]
+
+
+# -- a line's own images: 16-bit, TIFF, any size; one bit depth per set; 8-bit labels ---------------------
+def _line_set(root: Path, dtype=np.uint16, shape=(24, 40), count=3, suffix=".png") -> Path:
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    rng = np.random.default_rng(5)
+    hi = 65535 if dtype == np.uint16 else 255
+    for i in range(count):
+        cv2.imwrite(str(root / "images" / f"{i}{suffix}"), rng.integers(0, hi + 1, shape, dtype=dtype))
+        mask = np.zeros(shape, np.uint8)
+        mask[2:6, 3:9] = 255
+        cv2.imwrite(str(root / "labels" / f"{i}.png"), mask)
+    return root
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_16_bit_images_are_read_as_stored(tmp_path, suffix):
+    root = _line_set(tmp_path / "line", suffix=suffix)
+    ds = load_dataset(root)
+    assert ds.images.shape == (3, 24, 40) and ds.images.dtype == np.uint16
+    first = cv2.imread(str(root / "images" / f"0{suffix}"), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(ds.images[0], first) and first.max() > 255
+    assert next(iter(ds.chunks())).images.dtype == np.uint16
+    images, _ = load_images(root)
+    assert images.dtype == np.uint16 and np.array_equal(images, np.asarray(ds.images))
+    assert set(np.unique(ds.masks)) == {0, 1}
+
+
+def test_a_set_mixing_8_and_16_bit_names_both_files(tmp_path):
+    root = _line_set(tmp_path / "line")
+    cv2.imwrite(str(root / "images" / "2.png"), np.zeros((24, 40), np.uint8))
+    for load in (load_dataset, load_images, load_good):
+        with pytest.raises(BadInput) as e:
+            load(root)
+        msg = str(e.value)
+        assert "2.png is 8-bit but 0.png is 16-bit; a set has one bit depth" in msg and "\n" not in msg
+
+
+def test_a_16_bit_label_is_refused_in_one_line(tmp_path):
+    root = _line_set(tmp_path / "line")
+    cv2.imwrite(str(root / "labels" / "1.png"), np.zeros((24, 40), np.uint16))
+    with pytest.raises(BadInput, match=r"labels/1.png is a 16-bit label; labels are 8-bit binary images"):
+        load_dataset(root)
+
+
+def test_a_label_of_another_size_than_its_16_bit_image(tmp_path):
+    root = _line_set(tmp_path / "line")
+    cv2.imwrite(str(root / "labels" / "1.png"), np.zeros((24, 24), np.uint8))
+    with pytest.raises(BadInput, match="1.png is 24x24 but its image 1.png is 40x24"):
+        load_dataset(root)
+
+
+def test_16_bit_colour_is_refused_and_16_bit_gray_stored_as_colour_converted(tmp_path):
+    root = tmp_path / "c"
+    root.mkdir()
+    img = np.random.default_rng(0).integers(0, 65535, (16, 16), dtype=np.uint16)
+    cv2.imwrite(str(root / "a.png"), cv2.cvtColor(img, cv2.COLOR_GRAY2BGR))
+    images, _ = load_images(root)
+    assert images.dtype == np.uint16 and np.array_equal(images[0], img)
+    colour = np.zeros((16, 16, 3), np.uint16)
+    colour[..., 2] = 40000
+    cv2.imwrite(str(root / "a.png"), colour)
+    with pytest.raises(BadInput, match="colour image; edgeseg reads grayscale images \\(save it as 16-bit gray\\)"):
+        load_images(root)

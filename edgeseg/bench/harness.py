@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from edgeseg.bench.stats import median, percentiles_ms
+from edgeseg.data.depth import to_levels
 from edgeseg.errors import BadInput, EdgesegError
 from edgeseg.progress import Progress, silent
 from edgeseg.runners.base import Runner
@@ -53,11 +54,12 @@ class Timing:
             raise EdgesegError(f"repeats must be >= 1, got {self.repeats}")
 
 
-def bench_images(count: int = DEFAULT_POOL, image_size: int = 256, seed: int = 0,
+def bench_images(count: int = DEFAULT_POOL, image_size: int | tuple[int, int] = 256, seed: int = 0,
                  data: str | Path | None = None) -> np.ndarray:
-    """(N, H, W) uint8 real images: ``count`` drawn from the seed's distribution, or those in ``data``.
+    """(N, H, W) real images: ``count`` uint8 images drawn from the seed's distribution at ``image_size`` (a side,
+    or (H, W)), or those in ``data`` as stored (uint8 or uint16).
 
-    A folder is read with :func:`edgeseg.data.dataset.load_images` (any folder of PNGs, labelled or not).
+    A folder is read with :func:`edgeseg.data.dataset.load_images` (any folder of images, labelled or not).
     """
     if data is not None:
         from edgeseg.data.dataset import load_images
@@ -68,8 +70,9 @@ def bench_images(count: int = DEFAULT_POOL, image_size: int = 256, seed: int = 0
         return images
     from edgeseg.data.synth import generate_batch, preset
 
+    h, w = (int(image_size), int(image_size)) if np.ndim(image_size) == 0 else (int(v) for v in image_size)
     cfg = preset("seed")
-    size = int(image_size)
+    size = max(h, w)  # drawn square at the longer side, then cropped
     if size != cfg.image_size:
         # The seed's defects (8..63 px in 256 px) scaled to the image, so small test images stay valid.
         lo, hi = cfg.defect_size
@@ -77,7 +80,7 @@ def bench_images(count: int = DEFAULT_POOL, image_size: int = 256, seed: int = 0
         cfg = cfg.replace(image_size=size, defect_size=(max(1, min(size - 1, round(lo * scale))),
                                                         max(1, min(size - 1, round(hi * scale)))))
     images, _ = generate_batch(np.random.default_rng(seed), cfg, int(count))
-    return images
+    return images if (h, w) == (size, size) else np.ascontiguousarray(images[:, :h, :w])
 
 
 def make_batches(images: np.ndarray, batch_size: int, runner: Runner | None = None) -> list[np.ndarray]:
@@ -90,7 +93,7 @@ def make_batches(images: np.ndarray, batch_size: int, runner: Runner | None = No
         idx = (np.arange(batch_size) + k * batch_size) % n
         chunk = images[idx]
         batches.append(runner.prepare(chunk) if runner is not None else
-                       np.ascontiguousarray(chunk, dtype=np.float32)[..., None])
+                       np.ascontiguousarray(to_levels(chunk))[..., None])
     return batches
 
 
@@ -224,17 +227,15 @@ def sweep(models: Sequence[str | Path], batch_sizes: Sequence[int], timing: Timi
         with runner:
             for b in sizes:
                 runner.check_batch_size(b)
-            pool = images if images is not None else bench_images(
-                DEFAULT_POOL, (runner.image_shape or (256, 256))[0], seed)
+            pool = images if images is not None else bench_images(DEFAULT_POOL, runner.image_shape or 256, seed)
             for k, b in enumerate(sizes):
                 done = m * len(sizes) + k
 
                 def sub(d: int, t: int | None, message: str = "", _done=done) -> None:
                     progress(_done, total, f"{Path(str(model)).name} {message}")
 
-                row = describe_runner(model, runner)
-                row.update(measure(runner, pool, b, timing, sub))
-                row["image_size"] = list(pool.shape[1:3])
+                measured = measure(runner, pool, b, timing, sub)  # first: a tiled runner's config says so after
+                row = {**describe_runner(model, runner), **measured, "image_size": list(pool.shape[1:3])}
                 rows.append(row)
     progress(total, total, "done")
     return rows
@@ -257,7 +258,7 @@ def overhead(model: str | Path, batch_sizes: Sequence[int] = (1, 16), timing: Ti
     with load_runner(model, "onnxruntime", workers=1) as runner:
         session = runner.session
         name = session.get_inputs()[0].name
-        pool = images if images is not None else bench_images(DEFAULT_POOL, (runner.image_shape or (256, 256))[0])
+        pool = images if images is not None else bench_images(DEFAULT_POOL, runner.image_shape or 256)
         for b in batch_sizes:
             batches = make_batches(pool, int(b), runner)
             warm_up(runner, batches, timing.warmup_s)

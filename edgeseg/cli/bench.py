@@ -10,11 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import typer
 
 from edgeseg.cli.common import (claim_outputs, console, err_console, force_option, parse_int_list, progress_bar,
                                 report_output, user_errors)
 from edgeseg.cli.format import num, sci, signed
+from edgeseg.cli.tiling import overlap_option, tile_option
 from edgeseg.errors import EdgesegError
 from edgeseg.types import Backend
 from edgeseg.validate import finite, fits_memory, whole
@@ -34,7 +36,9 @@ def bench(
     max_wait_ms: float = typer.Option(10.0, "--max-wait-ms", help="Streaming: longest a batch waits after its first frame."),
     frames: Optional[int] = typer.Option(None, "--frames", help="Streaming: number of frames (default rate × duration)."),
     queue_size: Optional[int] = typer.Option(None, "--queue-size", help="Streaming: frames the queue holds before dropping (default 4 × max batch)."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Folder of images to use (default: generated with the seed's distribution)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Folder of images to use, 8- or 16-bit, any size (default: generated with the seed's distribution at the model's size). A model that does not take them whole runs them in tiles."),
+    tile: Optional[int] = tile_option(),
+    tile_overlap: Optional[int] = overlap_option(),
     accuracy: Optional[Path] = typer.Option(None, "--accuracy", help="`edgeseg compare` JSON: Dice/recall/FP blobs shown beside speed."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write rows, machine, versions and command as JSON."),
     plot_out: Optional[Path] = typer.Option(None, "--plot", help="Write images/s and p99 latency vs batch size as PNG."),
@@ -50,6 +54,9 @@ def bench(
 
     Example:  edgeseg bench -m runs/demo/model.onnx -m runs/demo/model.int8.onnx --batch-sizes 1,8,32 --duration-s 3
 
+    A line's full-size images, whole vs in 256² tiles:  edgeseg bench -m model.1024.onnx -m runs/demo/model.onnx
+    --data line/images --batch-sizes 1,4  (images/s counts whole images)
+
     Against a Triton server (`edgeseg serve`):  edgeseg bench --url http://127.0.0.1:8000 -m runs/demo/model.onnx
     --cameras 8 --rate 25 --frames 2000  (--frames in all, --rate per camera; the served masks are compared with
     the same model run here on a sample of the frames)
@@ -57,9 +64,14 @@ def bench(
     from edgeseg.bench import harness, report, stream
     from edgeseg.runners.registry import backend_of, load_runner
 
+    from edgeseg.tiling import check_tiling, fitted
+
     sizes = parse_int_list(batch_sizes, "--batch-sizes")
     _check_options(sizes, warmup_s, duration_s, repeats, streams, workers, rate, max_wait_ms, frames, queue_size, seed)
+    check_tiling(tile, tile_overlap)
     if url is not None:
+        if tile is not None:
+            raise EdgesegError("--tile goes with local models, not with --url (the server runs whole images)")
         _bench_remote(url, model, rate, frames, duration_s, cameras, in_flight, reference, data, seed, json_out, force)
         return
     for option, value in (("--cameras", cameras != 8), ("--in-flight", in_flight != 2), ("--reference", reference)):
@@ -81,12 +93,18 @@ def bench(
     options = {"streams": streams, "workers": workers}
 
     def loader(path, backend_, **_):
-        return load_runner(path, backend_, **backend_of(path, backend_).accepts(options))
+        runner = load_runner(path, backend_, **backend_of(path, backend_).accepts(options))
+        if tile is None and images is None:
+            return runner  # generated images of the model's own size
+        # Tiled (or padded) only where the model does not take the images whole: otherwise the runner is timed
+        # alone, with its own streams.
+        return fitted(runner, images.shape[1:3] if images is not None else (256, 256), tile, tile_overlap)
 
     config = {"models": model, "backend": backend.value if backend else None, "batch_sizes": sizes,
               "warmup_s": warmup_s, "duration_s": duration_s, "repeats": repeats, "streams": streams, "workers": workers,
               "rate": rate, "max_wait_ms": max_wait_ms, "frames": frames, "queue_size": queue_size,
-              "data": str(data) if data else None, "accuracy": str(accuracy) if accuracy else None, "seed": seed}
+              "data": str(data) if data else None, "accuracy": str(accuracy) if accuracy else None, "seed": seed,
+              "tile": tile, "tile_overlap": tile_overlap}
 
     if baseline:
         rows = []
@@ -107,10 +125,9 @@ def bench(
             for m in model:
                 with loader(m, backend) as runner:
                     pool = images if images is not None else harness.bench_images(
-                        harness.DEFAULT_POOL, (runner.image_shape or (256, 256))[0], seed)
-                    row = harness.describe_runner(m, runner)
-                    row.update(stream.run_stream(runner, pool, cfg, warmup_s, progress))
-                    rows.append(row)
+                        harness.DEFAULT_POOL, runner.image_shape or 256, seed)
+                    streamed = stream.run_stream(runner, pool, cfg, warmup_s, progress)
+                    rows.append({**harness.describe_runner(m, runner), **streamed})
     else:
         with _lazy_progress("bench") as progress:
             rows = harness.sweep(model, sizes, timing, backend, images, seed, loader=loader, progress=progress)
@@ -171,7 +188,10 @@ def _bench_remote(url, models, rate, frames, duration_s, cameras, in_flight, ref
     cfg = remote.RemoteConfig(url=url, model=name, rate=rate, frames=n, cameras=cameras, in_flight=in_flight)
     wait_ready(url, name, timeout_s=10.0)
     h, w = image_shape(url, name)
-    pool = harness.bench_images(data=data) if data is not None else harness.bench_images(harness.DEFAULT_POOL, h, seed)
+    pool = harness.bench_images(data=data) if data is not None else harness.bench_images(harness.DEFAULT_POOL, (h, w), seed)
+    if pool.dtype != np.uint8:
+        raise EdgesegError(f"--url: a served model takes 8-bit images, and the images in {data} are "
+                           f"{pool.dtype.itemsize * 8}-bit; benchmark 16-bit images locally (without --url)")
     runner, threshold = None, 0.5
     with contextlib.ExitStack() as stack:
         if reference is not None:

@@ -14,6 +14,7 @@ import typer
 from edgeseg.cli.common import (MAX_BATCH, check_inference, claim_outputs, console, emit_report, force_option,
                                 parse_int_list, progress_bar, report_output, user_errors)
 from edgeseg.cli.format import num, sci, sig, signed
+from edgeseg.cli.tiling import overlap_option, tile_option
 from edgeseg.data.synth import MAX_SIZE, MIN_SIZE
 from edgeseg.errors import EdgesegError
 from edgeseg.types import Precision
@@ -223,20 +224,25 @@ def compare(
         "a model without a manifest needs it."),
     batch_size: int = typer.Option(16, help=f"Images per inference call (1..{MAX_BATCH})."),
     threads: Optional[int] = typer.Option(None, help="ONNX Runtime intra-op threads, 1..1024 (default: all cores)."),
+    tile: Optional[int] = tile_option(),
+    tile_overlap: Optional[int] = overlap_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     force: bool = force_option(),
 ) -> None:
     """One table across precisions: Dice, defect recall, FP blobs, escape/overkill, agreement with the reference."""
     from edgeseg.artifacts import environment
     from edgeseg.compare import compare as run_compare
+    from edgeseg.tiling import check_tiling
 
     check_inference(threshold, batch_size)
+    check_tiling(tile, tile_overlap)
     if threads is not None:
         whole("--threads", threads, 1, 1024)
     claim_outputs([report_output(json_out)], {"model": models, "--data": data}, force)
     options = {"intra_op_num_threads": threads} if threads else {}
     with progress_bar("compare", enabled=not quiet) as progress:
-        report = run_compare(models, data, batch_size, options, progress, threshold=threshold)
+        report = run_compare(models, data, batch_size, options, progress, threshold=threshold, tile=tile,
+                             overlap=tile_overlap)
     report.update(command=sys.argv, environment=environment())
     emit_report(report, _tables(report["rows"]), json_out)
 

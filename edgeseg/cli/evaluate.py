@@ -11,6 +11,7 @@ import typer
 from edgeseg.cli.common import (MAX_BATCH, check_inference, claim_outputs, console, emit_report, force_option,
                                 progress_bar, report_output, user_errors)
 from edgeseg.cli.format import num, pct, sig
+from edgeseg.cli.tiling import overlap_option, tile_option
 from edgeseg.errors import BadInput
 from edgeseg.validate import whole
 
@@ -23,6 +24,7 @@ Examples:
 
 Each model is scored at threshold 0.5 and at its own threshold from its manifest (the operating point 'edgeseg train' fitted under its false-alarm budget; classical: 0.5); the table shows one row for each. A model without a manifest (or whose manifest names no threshold and mask rule) is refused: fit its point with 'edgeseg operating-point', or give --threshold.
 Masks follow the model's mask rule from its manifest (hysteresis down to 'grow', blobs with at least 'min_area' pixels over the threshold); --raw scores the threshold alone.
+Images may be any size (one per folder) and 8- or 16-bit; a model exported for another size runs them in overlapping tiles of its size (--tile-overlap).
 """
 
 _PREDICT_EPILOG = """\
@@ -87,17 +89,21 @@ def eval_(
         True, "--mask-rule/--raw",
         help="Make masks with the model's mask rule (hysteresis, minimum blob; from its manifest) or the threshold alone."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Write the report as JSON to this file ('-' = stdout)."),
+    tile: Optional[int] = tile_option(),
+    tile_overlap: Optional[int] = overlap_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     force: bool = force_option(),
 ) -> None:
     """Score models on labelled datasets: pixel Dice/IoU, defect recall, false blobs, escapes, overkill."""
     from edgeseg.artifacts import environment
     from edgeseg.evaluate import evaluate_models
+    from edgeseg.tiling import check_tiling
 
     check_inference(threshold, batch_size)
+    check_tiling(tile, tile_overlap)
     claim_outputs([report_output(json_out)], {"--model": model, "--data": data}, force)
     report = evaluate_models(model, data, threshold, batch_size, mask_rule,
-                             lambda label: progress_bar(label, enabled=not quiet))
+                             lambda label: progress_bar(label, enabled=not quiet), tile, tile_overlap)
     report.update(command=sys.argv, environment=environment())
     emit_report(report, [_table(report["results"])], json_out)
 
@@ -113,6 +119,8 @@ def predict(
     triptych: bool = typer.Option(False, "--triptych", help="Also write OUT/triptych/<name>.png: image | truth | prediction."),
     limit: Optional[int] = typer.Option(None, help="Only the first N images (natural order; N >= 1)."),
     batch_size: int = typer.Option(16, help=f"Images per inference call (1..{MAX_BATCH})."),
+    tile: Optional[int] = tile_option(),
+    tile_overlap: Optional[int] = overlap_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     force: bool = force_option(),
 ) -> None:
@@ -123,8 +131,10 @@ def predict(
     from edgeseg.outputs import Kind, Output
     from edgeseg.predictions import write_predictions
     from edgeseg.runners import load_runner
+    from edgeseg.tiling import any_size, check_tiling
 
     check_inference(threshold, batch_size)
+    check_tiling(tile, tile_overlap)
     if limit is not None:
         whole("--limit", limit, 1)
     claim_outputs([Output(out, Kind.predictions)], {"--model": model, "--input": input}, force)
@@ -140,11 +150,12 @@ def predict(
         dup = next(p for p in pngs if pngs.count(p) > 1)
         raise BadInput(f"two images in {input} would both write {dup} (same name, different suffix); rename one")
     # Read, predict and write a chunk at a time: memory does not grow with the folder.
-    with atomic_dir(out) as tmp, load_runner(model) as runner, progress_bar("predict", enabled=not quiet) as progress:
+    with atomic_dir(out) as tmp, any_size(load_runner(model), tile, tile_overlap) as runner, \
+            progress_bar("predict", enabled=not quiet) as progress:
         write_predictions(runner, images, pngs, tmp, t, rule, gts, triptych, batch_size, progress=progress, shown=out)
         config = {"model": str(model), "input": str(input), "threshold": t, "threshold_source": source,
                   "mask_rule": rule.to_dict(),
-                  "limit": limit}
+                  "limit": limit, "tile": tile, "tile_overlap": tile_overlap}
         write_json(tmp / "manifest.json", manifest("predictions", config, names=names))
     console.print(f"wrote {len(names)} masks to {out} (threshold {sig(t)}, {source})"
                   + (f", pictures in {out / 'triptych'}" if triptych else ""), highlight=False, soft_wrap=True)

@@ -12,6 +12,7 @@ import typer
 from edgeseg.cli.common import (claim_outputs, console, emit_report, err_console, force_option, progress_bar,
                                 report_output, user_errors)
 from edgeseg.cli.format import num
+from edgeseg.cli.tiling import overlap_option, tile_option
 from edgeseg.errors import EdgesegError
 from edgeseg.train import TrainConfig
 
@@ -81,6 +82,8 @@ def operating_point(
     min_dice: float = typer.Option(0.0, "--min-dice", help="The pixel Dice the line needs to size its defects: points below it are passed over while any point within the budget reaches it."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the sweep and the choice; leave the manifest alone."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Write the sweep and choice as JSON to this file ('-' = stdout)."),
+    tile: Optional[int] = tile_option(),
+    tile_overlap: Optional[int] = overlap_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     force: bool = force_option(),
 ) -> None:
@@ -88,6 +91,7 @@ def operating_point(
     from edgeseg import operating
     from edgeseg.evaluate import predict_probs
     from edgeseg.runners import load_runner
+    from edgeseg.tiling import any_size, check_tiling
     from edgeseg.validate import finite, whole
     from edgeseg.validate import seed as check_seed
 
@@ -97,6 +101,7 @@ def operating_point(
     if prefer not in operating.PREFERENCES:
         raise EdgesegError(f"--prefer must be one of {', '.join(operating.PREFERENCES)}, got {prefer!r}")
     finite("--min-dice", min_dice, 0, 1, hi_open=True)
+    check_tiling(tile, tile_overlap)
     if str(model) == "classical":
         raise EdgesegError("classical has no fitted operating point: its threshold is its z-score (see edgeseg eval --help)")
     if out is not None and (out.is_dir() or out.suffix != model.suffix):
@@ -121,7 +126,8 @@ def operating_point(
         if clean.masks.any():
             raise EdgesegError(f"{good}: the --good set has labelled defects; give defect-free images")
         sets = (defects, clean)
-    with load_runner(model) as runner, progress_bar("fit", enabled=not quiet) as progress:
+    with any_size(load_runner(model), tile, tile_overlap) as runner, \
+            progress_bar("fit", enabled=not quiet) as progress:
         def predict(images):
             return predict_probs(runner, images)
 

@@ -5,15 +5,19 @@ Our layout (written by ``edgeseg generate``)::
     DIR/images/<n>.png   DIR/labels/<n>.png (0/255)   DIR/manifest.json
 
 The seed's layout is read too: ``DIR/<n>.png`` with labels in ``DIR/label/<n>.png``. Every problem with the
-files (corrupt or truncated PNG, colour image, sizes that differ, a label that is not binary, a missing
-label, an empty folder) raises :class:`BadInput` with one line naming the file, so the CLI can say exactly
-what to fix.
+files (corrupt or truncated PNG, colour image, sizes or bit depths that differ, a label that is not 8-bit
+binary, a missing label, an empty folder) raises :class:`BadInput` with one line naming the file, so the CLI
+can say exactly what to fix.
+
+Images are 8- or 16-bit grayscale (PNG, TIFF, …) of any size, one size and one bit depth per folder; they are
+read as stored (uint8 or uint16) and become gray levels only where a model takes them
+(:func:`edgeseg.data.depth.to_levels`). Labels are 8-bit: 0/255 or 0/1.
 
 A set is checked whole when it is opened, then read from disk as it is used: ``ds.images`` and ``ds.masks``
 are :class:`ImageStack` s, and the commands that score a set walk it ``CHUNK`` images at a time
 (:meth:`Dataset.chunks`), so their memory does not grow with the number of images.
 
-    ds = load_dataset("data/test")       # ds.images (N, H, W) uint8, ds.masks (N, H, W) {0, 1}, read lazily
+    ds = load_dataset("data/test")       # ds.images (N, H, W) uint8|uint16, ds.masks (N, H, W) {0, 1}, lazily
     for part in ds.chunks():             # in-memory Datasets of up to CHUNK images
         part.images, part.masks
     write_dataset("data/new", preset("test"), count=50, seed=7)
@@ -32,6 +36,7 @@ import cv2
 import numpy as np
 
 from edgeseg.artifacts import atomic_dir, manifest, read_json, write_json
+from edgeseg.data import depth
 from edgeseg.data.synth import GENERATOR_VERSION, SynthConfig, generate
 from edgeseg.errors import BadInput
 from edgeseg.progress import Progress, silent
@@ -49,17 +54,18 @@ MAX_COUNT = 10_000_000
 
 
 class ImageStack:
-    """The (N, H, W) uint8 images — or labels — of a folder, read from disk when indexed, so that a stack of any
+    """The (N, H, W) uint8 or uint16 images — or labels — of a folder, read from disk when indexed, so that a stack of any
     length costs only the memory of the slice in hand.
 
     ``stack[i]`` is one (H, W) image, ``stack[a:b]`` (or a list of indices) an (n, H, W) array, iteration yields
     one image at a time, and ``np.asarray(stack)`` reads them all (for small sets and tests).
     """
 
-    def __init__(self, read: Callable[[int], np.ndarray], count: int, size: tuple[int, int]):
+    def __init__(self, read: Callable[[int], np.ndarray], count: int, size: tuple[int, int],
+                 dtype: np.dtype | type = np.uint8):
         self._read = read
         self.shape = (count, *size)
-        self.dtype = np.dtype(np.uint8)
+        self.dtype = np.dtype(dtype)
         self.ndim = 3
 
     def __len__(self) -> int:
@@ -101,7 +107,7 @@ class Dataset:
     ``images`` and ``masks`` are arrays or, for a set opened from disk, :class:`ImageStack` s of the same shape.
     """
 
-    images: np.ndarray | ImageStack  # (N, H, W) uint8
+    images: np.ndarray | ImageStack  # (N, H, W) uint8 or uint16
     masks: np.ndarray | ImageStack  # (N, H, W) uint8 in {0, 1}
     names: list[str]
     #: Per image, the drawn defects (x, y, w, h, shape, contrast, angle) from the manifest, else None.
@@ -131,7 +137,8 @@ def natural_key(name: str) -> list:
 
 # -- reading ------------------------------------------------------------------------------------------
 def read_gray(path: Path) -> np.ndarray:
-    """One 8-bit grayscale image; BadInput naming the file when it cannot be used as one."""
+    """One 8- or 16-bit grayscale image (uint8 or uint16, as stored); BadInput naming the file when it cannot be
+    used as one."""
     try:
         data = path.read_bytes()
     except OSError as e:
@@ -146,19 +153,26 @@ def read_gray(path: Path) -> np.ndarray:
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
     if img is None:
         raise BadInput(f"{path} is corrupt or not an image OpenCV can read")
-    if img.dtype != np.uint8:
-        raise BadInput(f"{path} has {img.dtype} pixels; edgeseg reads 8-bit grayscale images")
+    if img.dtype not in depth.DEPTHS:
+        raise BadInput(f"{path} has {img.dtype} pixels; edgeseg reads 8- or 16-bit grayscale images")
     if img.ndim == 3:
         color = img[..., :3]
         if not (np.array_equal(color[..., 0], color[..., 1]) and np.array_equal(color[..., 0], color[..., 2])):
-            raise BadInput(f"{path} is a colour image; edgeseg reads grayscale images (save it as 8-bit gray)")
+            raise BadInput(f"{path} is a colour image; edgeseg reads grayscale images (save it as "
+                           f"{depth.bits(img.dtype)}-bit gray)")
         img = np.ascontiguousarray(color[..., 0])
+    if img.ndim != 2:
+        raise BadInput(f"{path} has {img.shape[2] if img.ndim == 3 else img.ndim} channels; edgeseg reads "
+                       "grayscale images")
     return img
 
 
 def read_label(path: Path, shape: tuple[int, ...], image: Path) -> np.ndarray:
-    """A binary label (0/255 or 0/1) as a {0, 1} mask of ``shape``."""
+    """A binary 8-bit label (0/255 or 0/1) as a {0, 1} mask of ``shape``."""
     lab = read_gray(path)
+    if lab.dtype != np.uint8:
+        raise BadInput(f"{path} is a {depth.bits(lab.dtype)}-bit label; labels are 8-bit binary images (0 and 255, "
+                       "or 0 and 1): save it as 8-bit")
     if lab.shape != shape:
         raise BadInput(f"{path} is {lab.shape[1]}x{lab.shape[0]} but its image {image.name} is {shape[1]}x{shape[0]}")
     values = np.unique(lab)
@@ -209,18 +223,35 @@ def _same_size(shapes: list[tuple[int, ...]], files: list[Path]) -> tuple[int, i
     return first[0], first[1]
 
 
-def _checked_images(files: list[Path]) -> tuple[int, int]:
+def _same_depth(dtypes: list[np.dtype], files: list[Path]) -> np.dtype:
+    first = dtypes[0]
+    for dtype, f in zip(dtypes, files):
+        if dtype != first:
+            raise BadInput(f"{f} is {depth.bits(dtype)}-bit but {files[0].name} is {depth.bits(first)}-bit; "
+                           "a set has one bit depth (convert them all to 8- or to 16-bit)")
+    return first
+
+
+def _checked_images(files: list[Path]) -> tuple[tuple[int, int], np.dtype]:
     """Read every image once (and let it go) so that a bad file fails now, not halfway through a run; their
-    common (H, W)."""
-    return _same_size([read_gray(f).shape for f in files], files)
+    common (H, W) and pixel type."""
+    shapes, dtypes = [], []
+    for f in files:
+        img = read_gray(f)
+        shapes.append(img.shape)
+        dtypes.append(img.dtype)
+    return _same_size(shapes, files), _same_depth(dtypes, files)
 
 
-def _reader(files: list[Path], size: tuple[int, int]) -> Callable[[int], np.ndarray]:
+def _reader(files: list[Path], size: tuple[int, int], dtype: np.dtype) -> Callable[[int], np.ndarray]:
     def read(i: int) -> np.ndarray:
         img = read_gray(files[i])
         if img.shape != size:  # the file changed since the set was checked
             raise BadInput(f"{files[i]} is {img.shape[1]}x{img.shape[0]} but the set's images are "
                            f"{size[1]}x{size[0]}")
+        if img.dtype != dtype:
+            raise BadInput(f"{files[i]} is {depth.bits(img.dtype)}-bit but the set's images are "
+                           f"{depth.bits(dtype)}-bit")
         return img
 
     return read
@@ -229,15 +260,17 @@ def _reader(files: list[Path], size: tuple[int, int]) -> Callable[[int], np.ndar
 def open_images(path: str | Path, limit: int | None = None) -> tuple[ImageStack, list[str]]:
     """Unlabelled images of a folder (either layout), natural-sorted and checked, read lazily: (stack, names)."""
     files = _image_files(image_dir(path), limit)
-    size = _checked_images(files)
-    return ImageStack(_reader(files, size), len(files), size), [f.name for f in files]
+    size, dtype = _checked_images(files)
+    return ImageStack(_reader(files, size, dtype), len(files), size, dtype), [f.name for f in files]
 
 
 def load_images(path: str | Path, limit: int | None = None) -> tuple[np.ndarray, list[str]]:
-    """Unlabelled images of a folder (either layout), natural-sorted, in memory: ((N, H, W) uint8, names)."""
+    """Unlabelled images of a folder (either layout), natural-sorted, in memory: ((N, H, W) uint8 or uint16,
+    names)."""
     files = _image_files(image_dir(path), limit)
     images = [read_gray(f) for f in files]
     _same_size([img.shape for img in images], files)
+    _same_depth([img.dtype for img in images], files)
     return np.stack(images), [f.name for f in files]
 
 
@@ -264,7 +297,7 @@ def load_dataset(path: str | Path, limit: int | None = None) -> Dataset:
     if labels is None:
         raise BadInput(f"{root} has no labels: expected {root / 'labels'} (or the seed's {root / 'label'})")
     files = _image_files(folder, limit)
-    size = _checked_images(files)
+    size, dtype = _checked_images(files)
     label_files = []
     for f in files:
         label_files.append(_find_label(labels, f))
@@ -275,8 +308,8 @@ def load_dataset(path: str | Path, limit: int | None = None) -> Dataset:
 
     names = [f.name for f in files]
     defects, config = _manifest_info(root, names)
-    return Dataset(ImageStack(_reader(files, size), len(files), size), ImageStack(read_mask, len(files), size),
-                   names, defects, config, root)
+    return Dataset(ImageStack(_reader(files, size, dtype), len(files), size, dtype),
+                   ImageStack(read_mask, len(files), size), names, defects, config, root)
 
 
 def load_good(path: str | Path, limit: int | None = None) -> Dataset:

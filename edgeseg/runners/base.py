@@ -3,11 +3,14 @@
 A runner takes raw pixels and returns defect probabilities:
 
     with load_runner("runs/demo/model.onnx") as runner:
-        probs = runner.infer(images)          # (N, H, W) uint8/float → (N, H, W) float32 in [0, 1]
+        probs = runner.infer(images)          # (N, H, W) uint8/uint16/float → (N, H, W) float32 in [0, 1]
 
 Expensive work (loading a model, building a session, deserialising an engine, allocating buffers) happens
 in :meth:`Runner.activate`, never in ``__init__``, so constructing a runner is cheap and timing in the
 benchmark harness measures inference only. Runners never time themselves.
+
+A runner takes the image sizes its artifact takes (``image_shape``, ``size_multiple``); any other size goes
+through :func:`edgeseg.tiling.any_size`, which tiles or pads around the runner.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from edgeseg.data.depth import to_levels
 from edgeseg.errors import BadInput
 from edgeseg.types import Backend, Precision
 
@@ -61,8 +65,9 @@ class Runner(abc.ABC):
     def infer(self, images: np.ndarray) -> np.ndarray:
         """Probabilities for a batch of raw images.
 
-        ``images``: (N, H, W) or (N, H, W, 1), uint8 or float, raw gray levels (0..255); models normalise
-        internally so deployed artifacts take camera pixels as they come.
+        ``images``: (N, H, W) or (N, H, W, 1): uint8 or uint16 camera pixels, or float gray levels on the 8-bit
+        scale (0..255); uint16 becomes levels by /257 (:func:`edgeseg.data.depth.to_levels`). Models normalise
+        internally, so deployed artifacts take the camera's levels as they come.
         Returns (N, H, W) float32 probabilities; an output of another shape, or (on the first batch) not
         within [0, 1], is refused in one line (:meth:`check_output`).
         """
@@ -91,7 +96,8 @@ class Runner(abc.ABC):
         return out
 
     def prepare(self, images: np.ndarray) -> np.ndarray:
-        """Validate and convert to the (N, H, W, 1) float32 array the models take."""
+        """Validate and convert to the (N, H, W, 1) float32 gray levels the models take (8- and 16-bit pixels by
+        :func:`edgeseg.data.depth.to_levels`; float taken as levels already)."""
         a = np.asarray(images)
         if a.ndim == 4 and a.shape[-1] == 1:
             a = a[..., 0]
@@ -108,7 +114,7 @@ class Runner(abc.ABC):
         if m > 1 and (a.shape[1] % m or a.shape[2] % m):
             raise BadInput(f"{self.describe()} takes images whose sides are multiples of {m}, "
                            f"got {a.shape[1]}x{a.shape[2]}; crop or pad them")
-        return np.ascontiguousarray(a, dtype=np.float32)[..., None]
+        return np.ascontiguousarray(to_levels(a))[..., None]
 
     @abc.abstractmethod
     def _activate(self) -> None: ...
