@@ -24,11 +24,22 @@ noise the table is therefore the mean-shift reference, not a limit.
 Backgrounds are fitted per image by the classical detector's weighted quadratic regression, with the
 ground-truth defects left out of the fit, and σ comes from neighbour differences, so lighting ramps and any
 noise level map to unit noise.
+
+Before any training, a line's defect-free images answer the same question (:func:`assess_line`): defects
+of a chosen size and contrast are drawn onto random crops of them (:mod:`edgeseg.data.line`), other crops are
+the good set, and :func:`assess_contrasts` gives, per contrast, the recall each false-alarm budget allows —
+"how faint a defect can this surface show?". A textured surface (brick, machined metal) makes its own large
+chance boxes, so there the table is the reference for a detector that does not know the texture.
+
+    report = assess_line(load_backgrounds("line/good", 256), preset("seed"), crop=256, count=200, seed=0,
+                         relative=True, contrasts=[0.5, 1, 2])
+    report["contrasts"][1]["budgets"]  # [..., {"good_image_share": 0.01, "z": 5.1, "defect_share": 0.9}]
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -107,41 +118,58 @@ def _target_level(z: np.ndarray, null: np.ndarray, recall: float) -> dict[str, f
     return {"z": t, "good_image_share": float(np.mean(null >= t))}
 
 
+def _footprints(defects: Dataset, progress: Progress, done: int, total: int, chunk_size: int) -> np.ndarray:
+    """The footprint z of every labelled defect of ``defects``, read ``chunk_size`` images at a time."""
+    z = []
+    for part in defects.chunks(chunk_size):
+        for image, labels in zip(part.images, GroundTruth.from_masks(part.masks).labels):
+            z.append(footprint_z(image, labels))
+            done += 1
+            progress(done, total, "defects")
+    return np.concatenate(z) if z else np.zeros(0)
+
+
+def _noise_scan(good: Dataset, boxes: list[tuple[int, int]], progress: Progress, done: int, total: int) -> np.ndarray:
+    """The largest box z of each defect-free image, read one at a time."""
+    from edgeseg.runners.classical import MatchedFilterBank
+
+    banks: dict[tuple[int, int], Any] = {}
+    null = []
+    for i, image in enumerate(good.images):
+        bank = banks.setdefault(image.shape, MatchedFilterBank(boxes, image.shape))
+        null.append(scan_max(image, bank))
+        progress(done + i + 1, total, "noise scan")
+    return np.asarray(null)
+
+
+def _good_summary(good: Dataset, boxes: list[tuple[int, int]], null: np.ndarray) -> dict[str, Any]:
+    return {"path": str(good.path), "n_images": len(good), "boxes": [list(b) for b in boxes],
+            "scan_max_quantiles": {f"{q:g}": float(np.quantile(null, q)) for q in (0.5, 0.9, 0.99)}}
+
+
+def _check_sets(defects: Dataset, good: Dataset) -> None:
+    # Both sets are checked before any work; ``any`` stops at the first defect pixel.
+    if not defects.masks.any():
+        raise BadInput(f"{defects.path}: no labelled defect in the set, nothing to assess")
+    if good.masks.any():
+        raise BadInput(f"{good.path}: the good set has labelled defects; give a set of defect-free images")
+
+
 def assess(defects: Dataset, good: Dataset, levels: Sequence[float] = LEVELS, budgets: Sequence[float] = BUDGETS,
            targets: Sequence[float] = TARGETS, progress: Progress = silent,
            chunk_size: int = CHUNK) -> dict[str, Any]:
     """The detectability report of ``defects`` against the noise of ``good`` (defect-free images of the same
     kind); JSON-ready. The defect set is read ``chunk_size`` images at a time and the good set one image at a
     time: what is kept is one number per defect and per good image."""
-    from edgeseg.runners.classical import MatchedFilterBank
-
-    # Both sets are checked before any work; ``any`` stops at the first defect pixel.
-    if not defects.masks.any():
-        raise BadInput(f"{defects.path}: no labelled defect in the set, nothing to assess")
-    if good.masks.any():
-        raise BadInput(f"{good.path}: the good set has labelled defects; give a set of defect-free images")
+    _check_sets(defects, good)
     total = len(defects) + len(good)
-    z, done = [], 0
-    for part in defects.chunks(chunk_size):
-        for image, labels in zip(part.images, GroundTruth.from_masks(part.masks).labels):
-            z.append(footprint_z(image, labels))
-            done += 1
-            progress(done, total, "defects")
-    z = np.concatenate(z)
-    lo, hi = _sides(defects)
-    boxes = box_sizes(lo, hi)
-    banks: dict[tuple[int, int], Any] = {}
-    null = []
-    for i, image in enumerate(good.images):
-        bank = banks.setdefault(image.shape, MatchedFilterBank(boxes, image.shape))
-        null.append(scan_max(image, bank))
-        progress(len(defects) + i + 1, total, "noise scan")
-    null = np.asarray(null)
+    z = _footprints(defects, progress, 0, total, chunk_size)
+    boxes = box_sizes(*_sides(defects))
+    null = _noise_scan(good, boxes, progress, len(defects), total)
     return {
         "defects": {"path": str(defects.path), "n_images": len(defects), "n_defects": int(z.size),
                     "z_quantiles": {f"{q:g}": float(np.quantile(z, q)) for q in (0.005, 0.01, 0.02, 0.05, 0.5)}},
-        "good": {"path": str(good.path), "n_images": len(good), "boxes": [list(b) for b in boxes],
-                 "scan_max_quantiles": {f"{q:g}": float(np.quantile(null, q)) for q in (0.5, 0.9, 0.99)}},
+        "good": _good_summary(good, boxes, null),
         "levels": [{"z": float(t), "defect_share": float(np.mean(z >= t)), "good_image_share": float(np.mean(null >= t))}
                    for t in levels],
         # The level that keeps the chance boxes within each budget, and the defects that level still finds.
@@ -153,3 +181,87 @@ def assess(defects: Dataset, good: Dataset, levels: Sequence[float] = LEVELS, bu
         "footprint_z": z.tolist(),
         "scan_max": null.tolist(),
     }
+
+
+def assess_contrasts(sets: Sequence[tuple[float, Dataset]], good: Dataset, budgets: Sequence[float] = BUDGETS,
+                     progress: Progress = silent, chunk_size: int = CHUNK) -> dict[str, Any]:
+    """Per contrast, the recall each false-alarm budget allows: ``sets`` pairs each contrast with a set of its
+    defects (the same places and sizes at every contrast, ideally), all scanned against one noise scan of
+    ``good`` — the question "how faint a defect can this surface still show?" before any training.
+
+    ``contrasts[i]["budgets"]`` holds, per budget, the level noise stays under (``z``) and the share of
+    defects above it (``defect_share``: the best recall a detector with that false-alarm rate reaches)."""
+    if not sets:
+        raise BadInput("no contrast to assess")
+    for _, defects in sets:
+        _check_sets(defects, good)
+    total = sum(len(d) for _, d in sets) + len(good)
+    sides = [_sides(d) for _, d in sets]
+    boxes = box_sizes(min(lo for lo, _ in sides), max(hi for _, hi in sides))
+    null = _noise_scan(good, boxes, progress, 0, total)
+    done, rows = len(good), []
+    for contrast, defects in sets:
+        z = _footprints(defects, progress, done, total, chunk_size)
+        done += len(defects)
+        rows.append({"contrast": float(contrast), "n_images": len(defects), "n_defects": int(z.size),
+                     "z_median": float(np.median(z)),
+                     "budgets": [{"good_image_share": float(b), **_budget_level(z, null, b)} for b in budgets]})
+    return {"good": _good_summary(good, boxes, null), "contrasts": rows, "scan_max": null.tolist()}
+
+
+def plot_contrasts(report: dict[str, Any], path: str | Path, unit: str) -> Path:
+    """Recall vs contrast, one line per false-alarm budget (PNG, written atomically); budgets the good set
+    cannot resolve are left out."""
+    from edgeseg.artifacts import atomic_path
+    from edgeseg.deps import require
+
+    matplotlib = require("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["contrasts"]
+    if all(b["z"] is None for b in rows[0]["budgets"]):
+        raise BadInput(f"no false-alarm budget is resolved by {report['good']['n_images']} defect-free crops, "
+                       "nothing to plot; draw more (--count)")
+    xs = [r["contrast"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for k, b in enumerate(rows[0]["budgets"]):
+        if b["z"] is None:
+            continue
+        ax.plot(xs, [r["budgets"][k]["defect_share"] for r in rows], marker="o",
+                label=f"{100 * b['good_image_share']:g} % of good images flagged (z > {b['z']:.2f})")
+    ax.set_xlabel(f"defect contrast ({unit})")
+    ax.set_ylabel("best recall (share of defects above the level)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(f"detectability on {Path(report['good']['path']).name}: recall vs contrast", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path
+
+
+def assess_line(backgrounds, cfg, crop: int, count: int, seed: int, relative: bool = False,
+                contrasts: Sequence[float] | None = None, progress: Progress = silent) -> dict[str, Any]:
+    """Detectability on a line's own defect-free images (:class:`~edgeseg.data.backgrounds.Backgrounds`)
+    before any training: ``count`` random ``crop``² crops with ``cfg``'s defects (contrast in 8-bit gray
+    levels, or ``relative`` in local noise σ) against ``count`` other crops without defects, drawn a chunk at
+    a time. With ``contrasts``, the per-contrast view of :func:`assess_contrasts` (the same crops and defect
+    places at every contrast); else :func:`assess` over ``cfg``'s contrast range. The report's ``line`` says
+    what was drawn and ``contrast_unit`` in which unit."""
+    from edgeseg.data.line import LEVELS, UNITS, defect_config, defect_set, good_set
+
+    good = good_set(backgrounds, crop, count, seed)
+    if contrasts is None:
+        report = assess(defect_set(backgrounds, cfg, crop, count, seed, relative), good, progress=progress)
+    else:
+        sets = [(c, defect_set(backgrounds, cfg.replace(contrast=(c, c), contrast_continuous=True), crop, count,
+                               seed, relative)) for c in contrasts]
+        report = assess_contrasts(sets, good, progress=progress)
+    report["contrast_unit"] = UNITS[relative]
+    report["line"] = {"backgrounds": backgrounds.describe(), "crop": crop, "count": count, "seed": seed,
+                      "gray_levels": LEVELS, "defects": defect_config(cfg)}
+    return report

@@ -314,3 +314,27 @@ def hidden_entries(root: Path) -> list[str]:
     return found
 
 
+
+
+# -- a line's own images (generate / detectability --backgrounds) ---------------------------------------
+def line(*extra: str, bg: str = "good") -> list[str]:
+    """generate on a folder of the workspace as backgrounds (``good/``: defect-free 32×32 images, empty labels)."""
+    return ["generate", "--count", "3", "--defect-size", "4:10", "-q", "--backgrounds", f"{{w}}/{bg}", *extra]
+
+
+def detect_line(*extra: str, bg: str = "good") -> list[str]:
+    return ["detectability", "--count", "4", "--defect-size", "4:10", "-q", "--backgrounds", f"{{w}}/{bg}", *extra]
+
+
+def backgrounds_folder(name: str, bits: tuple[int, ...] = ()):
+    """A folder ``name`` of 32×32 noise images, one per entry of ``bits`` (8 or 16); none: an empty folder."""
+    def setup(w: Path):
+        import cv2
+        import numpy as np
+
+        (w / name).mkdir()
+        rng = np.random.default_rng(0)
+        for i, b in enumerate(bits):
+            img = rng.integers(100, 125, (32, 32))
+            cv2.imwrite(str(w / name / f"{i}.png"), (img * 257).astype(np.uint16) if b == 16 else img.astype(np.uint8))
+    return setup

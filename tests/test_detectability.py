@@ -94,3 +94,47 @@ def test_cli_table_json_and_bad_input(tmp_path):
         assert res.exit_code == 1 and "Traceback" not in res.output
         assert len(res.output.strip().splitlines()) == 1, res.output
     assert not (tmp_path / "bad.json").exists()
+
+
+def _line(size: int = 128, n: int = 2):
+    from edgeseg.data.backgrounds import Backgrounds
+
+    images = [np.clip(np.rint(_noise(s, size)), 0, 255).astype(np.uint8) for s in range(n)]
+    return Backgrounds(images, [f"{s}.png" for s in range(n)], "line")
+
+
+def test_sets_drawn_from_backgrounds_are_lazy_and_the_same_in_any_order():
+    from edgeseg.data.line import defect_set, good_set
+
+    bg, cfg = _line(), PRESETS["seed"].replace(image_size=64, defect_size=(6, 16), contrast=(5, 5))
+    d = defect_set(bg, cfg, crop=64, count=150, seed=3)
+    assert d.images.shape == (150, 64, 64) and tuple(d.config["defect_size"]) == (6, 16)
+    late = d.images[140:150]  # drawn alone, before any earlier image
+    assert np.array_equal(np.asarray(d.images)[140:150], late)
+    again = defect_set(bg, cfg.replace(contrast=(9, 9)), crop=64, count=150, seed=3)
+    assert np.array_equal(np.asarray(again.masks), np.asarray(d.masks))  # same places at another contrast
+    assert not np.array_equal(again.images[0], d.images[0])
+    g = good_set(bg, crop=64, count=5, seed=3)
+    assert not np.asarray(g.masks).any() and g.images[0].dtype == np.uint8
+    assert not any(np.array_equal(g.images[k], d.images[k]) for k in range(5))  # its own crops
+
+
+def test_contrast_sweep_shares_one_noise_scan_and_z_grows_with_contrast():
+    from edgeseg.data.line import defect_set, good_set
+    from edgeseg.detectability import assess_contrasts
+
+    bg, cfg = _line(), PRESETS["seed"].replace(image_size=64, defect_size=(6, 16))
+    sets = [(c, defect_set(bg, cfg.replace(contrast=(c, c), contrast_continuous=True), 64, 100, 1)) for c in (2, 4, 8)]
+    calls = []
+    r = assess_contrasts(sets, good_set(bg, 64, 100, 1), budgets=(0.001, 0.02),
+                         progress=lambda done, total, msg="": calls.append((done, total, msg)))
+    assert calls[-1][:2] == (400, 400) and sum(msg == "noise scan" for *_, msg in calls) == 100
+    z = [row["z_median"] for row in r["contrasts"]]
+    # z = c·√n/σ: doubling the contrast doubles every defect's z (the same defects at each contrast).
+    assert z[1] / z[0] == pytest.approx(2, rel=0.15) and z[2] / z[1] == pytest.approx(2, rel=0.15)
+    recall = [row["budgets"][1]["defect_share"] for row in r["contrasts"]]
+    level = r["contrasts"][0]["budgets"][1]["z"]
+    assert all(row["budgets"][1]["z"] == level for row in r["contrasts"])  # one noise scan for all
+    assert np.mean(np.array(r["scan_max"]) > level) <= 0.02
+    assert recall == sorted(recall) and recall[0] < 0.9 and recall[2] == 1.0
+    assert r["contrasts"][0]["budgets"][0] == {"good_image_share": 0.001, "z": None, "defect_share": None}

@@ -32,6 +32,7 @@ from hostile_support import (FORCE_FIX, IS_INPUT, SMALL, Case, bench, dangling, 
                              export, file_digests, fifo, fill, fp16, generate, hardlink, held_lock, hidden_entries,
                              is_hidden, make_workspace, memory, mount, no_file, op, predict, stale, still_device,
                              still_fifo, symlink, train, umount)
+from hostile_support import backgrounds_folder, detect_line, line
 
 cli = CliRunner()
 EDGESEG = Path(sys.executable).with_name("edgeseg")
@@ -283,6 +284,44 @@ CASES: list[Case] = [
     Case("export-deepstream-batch-size-absurd", ["export-deepstream", "--model", "{w}/m.onnx", "--out", "{w}/ds",
                                                  "--batch-size", "100000000"], message="--batch-size must be",
          check=no_file("ds")),
+
+    # A line's own images as backgrounds (generate / detectability --backgrounds): one line, nothing written.
+    Case("generate-backgrounds-missing", line("--out", "{w}/d", bg="nothere"),
+         message="{w}/nothere does not exist", check=no_file("d")),
+    Case("generate-backgrounds-empty", line("--out", "{w}/d", bg="empty"),
+         setup=backgrounds_folder("empty"), message="no images in {w}/empty", check=no_file("d")),
+    Case("generate-backgrounds-smaller-than-the-crop", line("--out", "{w}/d", "--crop", "48"),
+         message="{w}/good/images/0.png is 32x32, smaller than the 48x48 crop", check=no_file("d")),
+    Case("generate-backgrounds-8-and-16-bit", line("--out", "{w}/d", bg="mixed"),
+         setup=backgrounds_folder("mixed", (8, 16)),
+         message="{w}/mixed/1.png is 16-bit but 0.png is 8-bit; one folder of backgrounds has one bit depth",
+         check=no_file("d")),
+    Case("generate-backgrounds-labelled-defect", line("--out", "{w}/d", bg="data"),
+         message="marks a defect, but backgrounds must be defect-free", check=no_file("d")),
+    Case("generate-contrast-and-contrast-sigma", line("--out", "{w}/d", "--contrast", "2:3", "--contrast-sigma", "1:2"),
+         message="--contrast (gray levels) and --contrast-sigma (local noise sigma) are two units for one contrast",
+         check=no_file("d")),
+    Case("generate-noise-with-backgrounds", line("--out", "{w}/d", "--noise-scale", "1:2"),
+         message="--noise-scale does not apply with --backgrounds", check=no_file("d")),
+    Case("generate-defects-larger-than-the-crop", line("--out", "{w}/d", "--crop", "16", "--defect-size", "8:20"),
+         message="defect_size must be an integer from 1 to 15 (for 16px images), got 20", check=no_file("d")),
+    Case("generate-out-inside-its-backgrounds", line("--out", "{w}/good/images"),
+         message="it is part of --backgrounds {w}/good, which this command reads"),
+    Case("detectability-backgrounds-missing", detect_line("--contrast", "3", bg="nothere"),
+         message="{w}/nothere does not exist"),
+    Case("detectability-backgrounds-and-data", detect_line("--contrast", "3", "--data", "{w}/data"),
+         message="--backgrounds replaces --data and --good"),
+    Case("detectability-contrast-and-contrast-sigma", detect_line("--contrast", "3", "--contrast-sigma", "1",
+                                                                 "--json", "{w}/r.json"),
+         message="--backgrounds needs one contrast", check=no_file("r.json")),
+    Case("detectability-backgrounds-smaller-than-the-crop", detect_line("--contrast", "3", "--crop", "64"),
+         message="is 32x32, smaller than the 64x64 crop"),
+    Case("detectability-defects-larger-than-the-crop", detect_line("--contrast", "1,2", "--defect-size", "8:40",
+                                                                  "--plot", "{w}/p.png", "--count", "100"),
+         message="defect_size must be an integer from 1 to 31 (for 32px images), got 40", check=no_file("p.png")),
+    Case("detectability-plot-onto-a-background", detect_line("--contrast", "1,2", "--count", "100", "--plot",
+                                                            "{w}/good/images/0.png"),
+         message="it is part of --backgrounds {w}/good, which this command reads"),
 ]
 
 

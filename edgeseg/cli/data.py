@@ -1,4 +1,5 @@
-"""``edgeseg generate``: synthetic defect datasets on disk (a preset, with knobs that override it)."""
+"""``edgeseg generate``: synthetic defect datasets on disk (a preset, with knobs that override it), drawn on
+synthetic noise or, with ``--backgrounds``, on a line's own defect-free images."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import typer
 
 from edgeseg.cli.common import claim_outputs, console, force_option, parse_range, progress_bar, user_errors
 from edgeseg.data.synth import Noise, Shape
+from edgeseg.errors import EdgesegError
 
 _EPILOG = """\
 Examples:
@@ -20,7 +22,17 @@ Examples:
   Defect-free (for overkill):  edgeseg generate --good-fraction 1 --count 200 --out data/good
 
   Harder noise and shapes:  edgeseg generate --noise gaussian --shape mixed --out data/gauss
+
+  On your line's defect-free images, 1-2 sigma of their local noise, 256x256 crops:
+    edgeseg generate --backgrounds line/good --contrast-sigma 1:2 --crop 256 --count 500 --out data/line
+
+With --backgrounds the images bring their own noise, level and lighting (--noise, --noise-scale, --level-shift, --illumination and --image-size do not apply), images are written at their bit depth, and --contrast is in gray levels on the 8-bit scale (a 16-bit image's levels / 257).
 """
+
+#: generate's knobs that describe synthetic backgrounds, refused with --backgrounds.
+_NOISE_KNOBS = ("--noise", "--noise-scale", "--level-shift", "--illumination", "--image-size")
+#: Largest --contrast-sigma: 100 sigma is a defect no one needs a network for.
+MAX_SIGMA = 100
 
 
 @user_errors
@@ -30,6 +42,13 @@ def generate(
     count: int = typer.Option(100, help="Number of images (1..10,000,000)."),
     seed: int = typer.Option(0, help="Random seed (>= 0); the same seed and options give the same images."),
     contrast: Optional[str] = typer.Option(None, help="Defect contrast range LO:HI in gray levels, within -255..255 (e.g. 3:4)."),
+    backgrounds: Optional[Path] = typer.Option(None, "--backgrounds", help="A folder of defect-free images (8- or "
+                                               "16-bit gray, either dataset layout) to draw the defects on."),
+    contrast_sigma: Optional[str] = typer.Option(None, "--contrast-sigma", help="With --backgrounds: contrast LO:HI "
+                                                 "in multiples of the local noise sigma measured on them (e.g. 1:2); "
+                                                 "instead of --contrast."),
+    crop: Optional[int] = typer.Option(None, "--crop", help="With --backgrounds: random N x N crops (16..4096); "
+                                       "default: the whole images, which must then have one size."),
     defects: Optional[str] = typer.Option(None, help="Defects per image LO:HI, within 0..100 (e.g. 1:2)."),
     defect_size: Optional[str] = typer.Option(None, help="Defect side length LO:HI in pixels, below the image size (e.g. 8:63)."),
     size_dist: Optional[str] = typer.Option(None, help="How defect sides are drawn: uniform (the seed) | log "
@@ -48,6 +67,7 @@ def generate(
     from edgeseg.data.dataset import MAX_COUNT, write_dataset
     from edgeseg.data.synth import preset as get_preset
     from edgeseg.outputs import Kind, Output
+    from edgeseg.validate import finite_range
     from edgeseg.validate import seed as check_seed
     from edgeseg.validate import whole
 
@@ -55,10 +75,16 @@ def generate(
     check_seed("--seed", seed)
     cfg = get_preset(preset)
     changes: dict = {}
+    given = dict(zip(_NOISE_KNOBS, (noise, noise_scale, level_shift, illumination, image_size)))
+    _check_backgrounds_options(backgrounds, contrast, contrast_sigma, crop, given)
     if contrast is not None:
         changes["contrast"] = parse_range(contrast, float, "--contrast")
         if not all(float(v).is_integer() for v in changes["contrast"]):  # NaN and infinity are refused below
             changes["contrast_continuous"] = True
+    if contrast_sigma is not None:
+        changes["contrast"] = finite_range("--contrast-sigma", parse_range(contrast_sigma, float, "--contrast-sigma"),
+                                           -MAX_SIGMA, MAX_SIGMA, unit="(times the local noise sigma)")
+        changes["contrast_continuous"] = True
     if defects is not None:
         changes["defects"] = parse_range(defects, int, "--defects")
     if defect_size is not None:
@@ -71,11 +97,56 @@ def generate(
                         ("image_size", image_size), ("illumination", illumination)):
         if value is not None:
             changes[name] = value
+    if backgrounds is not None:
+        _generate_on_backgrounds(out, backgrounds, cfg, changes, count, seed, contrast_sigma is not None, crop,
+                                 quiet, force)
+        return
     cfg = cfg.replace(**changes)
     claim_outputs([Output(out, Kind.dataset)], force=force)
     with progress_bar("generate", enabled=not quiet) as progress:
         path = write_dataset(out, cfg, count, seed, progress)
     console.print(f"wrote {count} images to {path} (preset {preset}, seed {seed})", highlight=False, soft_wrap=True)
+
+
+def _check_backgrounds_options(backgrounds: Path | None, contrast: str | None, contrast_sigma: str | None,
+                               crop: int | None, noise_knobs: dict) -> None:
+    """The options that go with --backgrounds (and only with it), in one line when they clash."""
+    from edgeseg.data.synth import MAX_SIZE, MIN_SIZE
+    from edgeseg.validate import whole
+
+    if contrast is not None and contrast_sigma is not None:
+        raise EdgesegError("--contrast (gray levels) and --contrast-sigma (local noise sigma) are two units for "
+                           "one contrast: give one of them")
+    if backgrounds is None:
+        for name, value in (("--contrast-sigma", contrast_sigma), ("--crop", crop)):
+            if value is not None:
+                raise EdgesegError(f"{name} goes with --backgrounds (defect-free images to draw on); give a folder "
+                                   "of them, or leave it out")
+        return
+    for name, value in noise_knobs.items():
+        if value is not None:
+            raise EdgesegError(f"{name} does not apply with --backgrounds: the images bring their own noise, level "
+                               "and lighting" + ("; --crop N sets the image size" if name == "--image-size" else ""))
+    if crop is not None:
+        whole("--crop", crop, MIN_SIZE, MAX_SIZE, unit="pixels")
+
+
+def _generate_on_backgrounds(out: Path, folder: Path, cfg, changes: dict, count: int, seed: int, relative: bool,
+                             crop: int | None, quiet: bool, force: bool) -> None:
+    from edgeseg.data.backgrounds import load_backgrounds
+    from edgeseg.data.line import UNITS, image_shape, write_line_dataset
+    from edgeseg.data.synth import MAX_SIZE, MIN_SIZE
+    from edgeseg.outputs import Kind, Output
+
+    bg = load_backgrounds(folder, crop or 1)
+    h, w = image_shape(bg, crop)
+    # The generator checks the defect sides against its image size: the crop, or the images' shorter side.
+    cfg = cfg.replace(image_size=min(max(min(h, w), MIN_SIZE), MAX_SIZE), **changes)
+    claim_outputs([Output(out, Kind.dataset)], {"--backgrounds": folder}, force=force)
+    with progress_bar("generate", enabled=not quiet) as progress:
+        path = write_line_dataset(out, bg, cfg, count, seed, relative, crop, progress)
+    console.print(f"wrote {count} {w}x{h} images to {path} ({len(bg)} backgrounds in {folder}, contrast in "
+                  f"{UNITS[relative]}, seed {seed})", highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -162,14 +162,21 @@ def predict(
 
 
 _DETECT_EPILOG = """\
-Example:
+Examples:
 
   edgeseg detectability --data data/seed --good data/good --json runs/seed.detectability.json
 
   With unlabelled images of parts that passed:  edgeseg detectability --data data/seed --good line/passed/
 
+  Before any training, on your line's defect-free images (defects drawn onto random crops of them):
+    edgeseg detectability --backgrounds line/good --contrast-sigma 1:2 --defect-size 8:32
+
+  Recall per contrast, before buying a camera:
+    edgeseg detectability --backgrounds line/good --contrast 1,2,3,4 --plot recall.png
+
 Per defect, its footprint z (contrast x sqrt(pixels) / noise sigma, on a fitted background); per good image, the largest box z that noise alone reaches at the defects' sizes.
 A recall target needs a detector that fires down to the z below which its missing share of defects lies; the table shows how many good images noise alone takes over that z.
+With --backgrounds, --count crops with defects and --count crops without are drawn (a false-alarm budget of 1/N needs N crops); --contrast is in gray levels on the 8-bit scale (16-bit / 257), --contrast-sigma in multiples of the local noise sigma.
 """
 
 
@@ -196,8 +203,16 @@ def _detect_table(report: dict):
 
 @user_errors
 def detectability(
-    data: Path = typer.Option(..., "--data", help="A labelled set of defective images."),
-    good: Path = typer.Option(..., "--good", help="Defect-free images of the same kind (their noise is scanned): a labelled set, or a folder of unlabelled images."),
+    data: Optional[Path] = typer.Option(None, "--data", help="A labelled set of defective images."),
+    good: Optional[Path] = typer.Option(None, "--good", help="Defect-free images of the same kind (their noise is scanned): a labelled set, or a folder of unlabelled images."),
+    backgrounds: Optional[Path] = typer.Option(None, "--backgrounds", help="Instead of --data and --good: defect-free images of your line (8- or 16-bit); defects are drawn onto random crops of them."),
+    contrast: Optional[str] = typer.Option(None, "--contrast", help="With --backgrounds: defect contrast in gray levels (8-bit scale), LO:HI, or a list (1,2,3,4) for the recall per contrast."),
+    contrast_sigma: Optional[str] = typer.Option(None, "--contrast-sigma", help="With --backgrounds: contrast in multiples of the local noise sigma, LO:HI or a list (0.5,1,2); instead of --contrast."),
+    defect_size: Optional[str] = typer.Option(None, "--defect-size", help="With --backgrounds: defect sides LO:HI in pixels, below the crop (default 8:63)."),
+    count: Optional[int] = typer.Option(None, "--count", help="With --backgrounds: crops drawn with defects, and as many without (default 200)."),
+    crop: Optional[int] = typer.Option(None, "--crop", help="With --backgrounds: crop side in pixels, 16..4096 (default 256, or the smallest image's side)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="With --backgrounds: random seed (default 0); the same seed and options give the same report."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="With a list of contrasts: recall vs contrast per false-alarm budget, as PNG."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Write the report as JSON to this file ('-' = stdout)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     force: bool = force_option(),
@@ -207,6 +222,23 @@ def detectability(
     from edgeseg.data.dataset import load_dataset, load_good
     from edgeseg.detectability import assess
 
+    line = {"--contrast": contrast, "--contrast-sigma": contrast_sigma, "--defect-size": defect_size,
+            "--count": count, "--crop": crop, "--seed": seed, "--plot": plot}
+    if backgrounds is not None:
+        if data is not None or good is not None:
+            raise BadInput("--backgrounds replaces --data and --good (its defects are drawn, not labelled): give one "
+                           "or the other")
+        report, tables = _line_detectability(backgrounds, contrast, contrast_sigma, defect_size, count, crop, seed,
+                                             plot, json_out, quiet, force)
+        report.update(command=sys.argv, environment=environment())
+        emit_report(report, tables, json_out)
+        return
+    if data is None or good is None:
+        raise BadInput("give --data and --good (labelled defects and defect-free images of the same kind), or "
+                       "--backgrounds (defect-free images to draw defects on)")
+    given = next((name for name, value in line.items() if value is not None), None)
+    if given:
+        raise BadInput(f"{given} goes with --backgrounds; with --data the defects are the labelled ones")
     claim_outputs([report_output(json_out)], {"--data": data, "--good": good}, force)
     defects, clean = load_dataset(data), load_good(good)
     (h, w), (gh, gw) = defects.images.shape[1:], clean.images.shape[1:]
@@ -217,6 +249,97 @@ def detectability(
         report = assess(defects, clean, progress=progress)
     report.update(command=sys.argv, environment=environment())
     emit_report(report, [_detect_table(report)], json_out)
+
+
+#: --count with --backgrounds: 200 crops resolve a false-alarm budget down to 0.5 %.
+_LINE_COUNT = 200
+#: Most contrasts one per-contrast report takes, and the largest contrast in local noise sigma.
+_MAX_CONTRASTS, _MAX_SIGMA = 50, 100
+
+
+def _contrasts(text: str, name: str, hi: float, unit: str) -> tuple[tuple[float, float] | None, list[float] | None]:
+    """``LO:HI`` (a range drawn from) or ``a,b,c`` (one report row each); contrasts are bright, in (0, hi]."""
+    from edgeseg.cli.common import parse_range
+    from edgeseg.validate import finite, finite_range
+
+    if "," in text:
+        values = [finite(name, v.strip() or "nan", 0, hi, lo_open=True, unit=unit) for v in text.split(",")]
+        if len(values) > _MAX_CONTRASTS:
+            raise BadInput(f"{name} lists {len(values)} contrasts; give at most {_MAX_CONTRASTS}")
+        return None, sorted(set(values))
+    lo, top = finite_range(name, parse_range(text, float, name), 0, hi, unit=unit)
+    if lo <= 0:
+        raise BadInput(f"{name} must be above 0 {unit}, got {text}: the scan looks for bright defects (a dark "
+                       "one of the same size and contrast is as visible)")
+    return (lo, top), None
+
+
+def _line_detectability(folder: Path, contrast: str | None, contrast_sigma: str | None, defect_size: str | None,
+                        count: int | None, crop: int | None, seed: int | None, plot: Path | None,
+                        json_out: str | None, quiet: bool, force: bool):
+    """``detectability --backgrounds``: the options checked, the report and its tables."""
+    from rich.text import Text
+
+    from edgeseg.cli.common import parse_range
+    from edgeseg.data.backgrounds import load_backgrounds
+    from edgeseg.data.dataset import MAX_COUNT
+    from edgeseg.data.synth import MAX_SIZE, MIN_SIZE, PRESETS
+    from edgeseg.detectability import BUDGETS, assess_line, plot_contrasts
+    from edgeseg.validate import seed as check_seed
+
+    if (contrast is None) == (contrast_sigma is None):
+        raise BadInput("--backgrounds needs one contrast: --contrast in gray levels (e.g. 2:4, or 1,2,3,4 for a row "
+                       "per contrast) or --contrast-sigma in local noise sigma (e.g. 1:2, or 0.5,1,2)")
+    relative = contrast_sigma is not None
+    span, listed = (_contrasts(contrast_sigma, "--contrast-sigma", _MAX_SIGMA, "(times the local noise sigma)")
+                    if relative else _contrasts(contrast, "--contrast", 255, "gray levels"))
+    if plot is not None and listed is None:
+        raise BadInput("--plot draws recall vs contrast: give a list of contrasts (e.g. --contrast 1,2,3,4)")
+    count = whole("--count", _LINE_COUNT if count is None else count, 1, MAX_COUNT)
+    if plot is not None and count * max(BUDGETS) < 1:
+        raise BadInput(f"--plot needs --count of at least {round(1 / max(BUDGETS))}: fewer defect-free crops "
+                       f"resolve no false-alarm budget ({', '.join(pct(b) for b in BUDGETS)} of them)")
+    seed = check_seed("--seed", 0 if seed is None else seed)
+    if crop is not None:
+        whole("--crop", crop, MIN_SIZE, MAX_SIZE, unit="pixels")
+    sides = parse_range(defect_size, int, "--defect-size") if defect_size is not None else None
+    claim_outputs([report_output(json_out), report_output(plot, "--plot")], {"--backgrounds": folder}, force)
+    bg = load_backgrounds(folder, crop or 1)
+    crop = crop or min(256, *(min(img.shape) for img in bg.images))
+    cfg = PRESETS["seed"].replace(image_size=max(crop, MIN_SIZE), contrast=span or (listed[0], listed[0]),
+                                  contrast_continuous=True, **({"defect_size": sides} if sides else {}))
+    with progress_bar("detectability", enabled=not quiet) as progress:
+        report = assess_line(bg, cfg, crop, count, seed, relative, listed, progress)
+    unit = report["contrast_unit"]
+    lo, hi = cfg.defect_size
+    what = Text(f"defects {lo}-{hi} px on {count} {crop}x{crop} crops of {len(bg)} images in {folder}, noise of "
+                f"{count} other crops; contrast in {unit}" + ("" if listed else f" {span[0]:g}-{span[1]:g}"))
+    if listed is None:
+        return report, [what, _detect_table(report)]
+    if plot is not None:
+        plot_contrasts(report, plot, unit)
+        console.print(f"wrote {plot}", highlight=False, soft_wrap=True)
+    return report, [what, _contrast_table(report, unit)]
+
+
+def _contrast_table(report: dict, unit: str):
+    """Per contrast, the recall each false-alarm budget allows."""
+    from rich import box
+    from rich.table import Table
+
+    budgets = report["contrasts"][0]["budgets"]
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, caption="recall at B: the defects above the level noise "
+                  "reaches in at most B of the defect-free crops, the best a mean-shift detector flagging B of "
+                  "good parts finds; - : B is finer than one crop of --count")
+    table.add_column(f"contrast ({unit})", justify="right")
+    table.add_column("defects", justify="right")
+    table.add_column("median z", justify="right")
+    for b in budgets:
+        table.add_column(f"recall at {pct(b['good_image_share'])}", justify="right")
+    for row in report["contrasts"]:
+        table.add_row(f"{row['contrast']:g}", str(row["n_defects"]), num(row["z_median"], 1),
+                      *(pct(b["defect_share"]) for b in row["budgets"]))
+    return table
 
 
 def register(app: typer.Typer) -> None:
