@@ -169,6 +169,11 @@ def fp16(*extra: str) -> list[str]:
     return ["quantize", "--model", "{w}/m.onnx", "--fp16", "-q", *extra]
 
 
+def int8(*extra: str) -> list[str]:
+    return ["quantize", "--model", "{w}/m.onnx", "--int8", "--calib-count", "4", "--calib-dir", "{w}/calib", "-q",
+            *extra]
+
+
 def export(*extra: str) -> list[str]:
     return ["export", "--model", "{w}/model.keras", "-q", *extra]
 
@@ -243,6 +248,26 @@ def dataset_manifest(text: str, folder: str = "data"):
     """A dataset whose manifest.json holds ``text`` (JSON of the wrong shape)."""
     def setup(w: Path):
         (w / folder / "manifest.json").write_text(text)
+    return setup
+
+
+def image(name: str, shape: tuple[int, int] = (32, 32), dtype: str = "uint16"):
+    """Write (or replace) an image ``name`` of ``shape`` and ``dtype`` (mid-gray)."""
+    def setup(w: Path):
+        import cv2
+        import numpy as np
+
+        (w / name).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(w / name), np.full(shape, 100 if dtype == "uint8" else 30000, dtype))
+    return setup
+
+
+def keras_inline(name: str = "inline.keras"):
+    """A real (untrained) ``inline`` network: it folds 4×4 cells, so its image sides must be multiples of 4."""
+    def setup(w: Path):
+        import edgeseg.models as models
+
+        models.build("inline").save(w / name)
     return setup
 
 

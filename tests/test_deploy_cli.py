@@ -115,15 +115,82 @@ def test_quantize_unknown_choice_lists_the_allowed_values(work):
     assert result.exit_code == 1 and "max, entropy, percentile" in result.output
 
 
-def test_compare_refuses_data_of_another_image_size(work, tmp_path):
-    from edgeseg.data.dataset import write_dataset
-    from edgeseg.data.synth import preset
-    from edgeseg.export.onnx import sized
+def test_compare_runs_a_line_sized_set_through_a_fixed_size_model_in_tiles(work, tmp_path):
+    """A model exported for 32² and the any-size Keras model, on 48×80 16-bit images: the ONNX file runs them in
+    tiles (the report says so) and agrees with Keras on the whole image."""
+    import cv2
+    import numpy as np
 
-    write_dataset(tmp_path / "big", sized(preset("test"), 48), 2, seed=1)
-    result = cli.invoke(app, ["compare", "--data", str(tmp_path / "big"), "-q", str(work / "model.onnx")])
-    assert result.exit_code == 1
-    assert "takes 32x32 images, got 48x48" in result.output
+    root = tmp_path / "line"
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    rng = np.random.default_rng(4)
+    for i in range(2):
+        img = (rng.normal(112, 7.2, (48, 80)) * 257).clip(0, 65535).astype(np.uint16)
+        img[10:20, 30:44] += 4 * 257
+        mask = np.zeros((48, 80), np.uint8)
+        mask[10:20, 30:44] = 255
+        cv2.imwrite(str(root / "images" / f"{i}.png"), img)
+        cv2.imwrite(str(root / "labels" / f"{i}.png"), mask)
+    result = cli.invoke(app, ["compare", "--data", str(root), "-q", "--json", str(tmp_path / "c.json"),
+                              str(work / "model.keras"), str(work / "model.onnx")])
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "c.json").read_text())["rows"]
+    assert rows[1]["max_abs_dprob"] <= 1e-4 and rows[1]["mask_iou_vs_ref"] == 1.0
+    bad = cli.invoke(app, ["compare", "--data", str(root), "-q", "--tile", "64", str(work / "model.onnx")])
+    assert bad.exit_code == 1 and "takes 32x32 images only" in bad.output
+
+
+def test_export_for_a_line_shape_and_quantize_on_its_own_images(work, tmp_path):
+    """export --shape HxW, then INT8 calibrated on crops of a folder of 16-bit images (labels ignored): the
+    manifests name the shape and the folder, and the same request reuses the cached set."""
+    import cv2
+    import numpy as np
+
+    out = tmp_path / "line.onnx"
+    r = cli.invoke(app, ["export", "--model", str(work / "model.keras"), "--shape", "24x40", "--out", str(out), "-q"])
+    assert r.exit_code == 0, r.output
+    meta = json.loads((tmp_path / "line.onnx.json").read_text())
+    assert meta["config"]["shape"] == [24, 40] and meta["input_scaling"]["uint16"].startswith("1/257")
+    line = tmp_path / "passed"
+    line.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        cv2.imwrite(str(line / f"{i}.tif"), (rng.normal(112, 7.2, (50, 64)) * 257).astype(np.uint16))
+    args = ["quantize", "--model", str(out), "--int8", "--calib-data", str(line), "--calib-count", "5",
+            "--calib-dir", str(tmp_path / "calib"), "-q"]
+    r = cli.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    meta = json.loads((tmp_path / "line.int8.onnx.json").read_text())
+    assert meta["calibration"]["source"] == str(line) and meta["config"]["calib_data"] == str(line)
+    (cached,) = (tmp_path / "calib").iterdir()
+    images = np.load(cached / "images.npy")
+    assert images.shape == (5, 24, 40) and images.dtype == np.uint16
+    assert json.loads((cached / "manifest.json").read_text())["source"] == str(line)
+    assert cli.invoke(app, args + ["--force"]).exit_code == 0
+    assert [p.name for p in (tmp_path / "calib").iterdir()] == [cached.name]  # the same folder: reused
+    (line / "3.tif").write_bytes((line / "0.tif").read_bytes())  # the folder changed: a new set
+    assert cli.invoke(app, args + ["--force"]).exit_code == 0
+    assert len(list((tmp_path / "calib").iterdir())) == 2
+
+
+def test_line_calibration_crops_are_seeded_and_whole_images_taken_whole(tmp_path):
+    import cv2
+    import numpy as np
+
+    from edgeseg.export.calibration import line_calibration_set
+
+    (tmp_path / "d").mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(2):
+        cv2.imwrite(str(tmp_path / "d" / f"{i}.png"), rng.integers(0, 255, (20, 30), dtype=np.uint8))
+    a = line_calibration_set(tmp_path / "d", (16, 16), count=6, seed=3, root=tmp_path / "c1")
+    b = line_calibration_set(tmp_path / "d", (16, 16), count=6, seed=3, root=tmp_path / "c2")
+    c = line_calibration_set(tmp_path / "d", (16, 16), count=6, seed=4, root=tmp_path / "c3")
+    assert np.array_equal(a.images, b.images) and a.hash == b.hash and not np.array_equal(a.images, c.images)
+    whole = line_calibration_set(tmp_path / "d", (20, 30), count=4, seed=3, root=tmp_path / "c4")
+    originals = {cv2.imread(str(tmp_path / "d" / f"{i}.png"), cv2.IMREAD_UNCHANGED).tobytes() for i in range(2)}
+    assert {img.tobytes() for img in whole.images} == originals  # each image once before any twice
 
 
 def test_deploy_modules_import_no_heavy_package():

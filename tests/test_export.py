@@ -90,3 +90,29 @@ def test_registry_models_export_within_tolerance(tmp_path, name, kwargs):
     model.save(tmp_path / "model.keras")
     result = export_onnx(tmp_path / "model.keras", tmp_path / "model.onnx", image_size=64, parity_count=2)
     assert result.max_abs_diff <= 1e-4
+
+
+def test_export_for_a_line_shape_checks_parity_there_and_records_it(exported, tmp_path):
+    import onnx
+
+    from edgeseg.artifacts import manifest_path, read_json
+    from edgeseg.export.onnx import export_onnx
+
+    result = export_onnx(exported[0], tmp_path / "line.onnx", shape=(40, 72), parity_count=1)
+    dims = [d.dim_value for d in onnx.load(str(result.path)).graph.input[0].type.tensor_type.shape.dim]
+    assert dims[1:] == [40, 72, 1] and result.max_abs_diff <= 1e-4
+    meta = read_json(manifest_path(result.path))
+    assert meta["config"]["shape"] == [40, 72] and meta["config"]["image_size"] is None
+    assert meta["config"]["size_multiple"] == 1 and meta["input_scaling"]["uint8"] == 1.0
+
+
+def test_a_shape_the_network_cannot_take_is_refused_before_converting(tmp_path):
+    import edgeseg.models as models
+    from edgeseg.export.onnx import export_onnx
+
+    models.build("inline").save(tmp_path / "model.keras")  # folds 4x4 cells: sides must be multiples of 4
+    for shape, words in (((64, 66), "--shape 64x66: model.keras needs sides that are multiples of 4; 64x68 would do"),
+                         ((0, 64), "each side must be 16..4096 pixels")):
+        with pytest.raises(EdgesegError, match=words):
+            export_onnx(tmp_path / "model.keras", tmp_path / "m.onnx", shape=shape)
+    assert not (tmp_path / "m.onnx").exists()

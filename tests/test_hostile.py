@@ -30,8 +30,8 @@ from typer.testing import CliRunner
 from edgeseg.cli.app import app
 from hostile_support import (FORCE_FIX, IS_INPUT, SMALL, Case, bench, dangling, dataset_manifest, detect, eval_,
                              export, file_digests, fifo, fill, fp16, generate, hardlink, held_lock, hidden_entries,
-                             is_hidden, make_workspace, memory, mount, no_file, op, predict, stale, still_device,
-                             still_fifo, symlink, train, umount)
+                             image, int8, is_hidden, keras_inline, make_workspace, memory, mount, no_file, op, predict,
+                             stale, still_device, still_fifo, symlink, train, umount)
 from hostile_support import backgrounds_folder, detect_line, line
 
 cli = CliRunner()
@@ -322,6 +322,59 @@ CASES: list[Case] = [
     Case("detectability-plot-onto-a-background", detect_line("--contrast", "1,2", "--count", "100", "--plot",
                                                             "{w}/good/images/0.png"),
          message="it is part of --backgrounds {w}/good, which this command reads"),
+
+    # A line's own images: one bit depth per set, 8-bit labels; shapes a model can take.
+    Case("eval-set-mixing-8-and-16-bit", eval_(), setup=image("data/images/2.png"),
+         message="{w}/data/images/2.png is 16-bit but 0.png is 8-bit; a set has one bit depth"),
+    Case("operating-point-good-mixing-8-and-16-bit", op(), setup=image("good/images/1.png"),
+         message="good/images/1.png is 16-bit but 0.png is 8-bit"),
+    Case("eval-16-bit-label", eval_(), setup=image("data/labels/1.png"),
+         message="{w}/data/labels/1.png is a 16-bit label; labels are 8-bit binary images"),
+    Case("eval-label-of-another-size", eval_(), setup=image("data/labels/1.png", (32, 40), "uint8"),
+         message="{w}/data/labels/1.png is 40x32 but its image 1.png is 32x32"),
+    Case("predict-16-bit-set-mixed-with-8-bit", predict("--input", "{w}/data", "--out", "{w}/pred"),
+         setup=image("data/images/3.png"), message="3.png is 16-bit but 0.png is 8-bit", check=no_file("pred")),
+    Case("quantize-calib-data-empty-folder", int8("--calib-data", "{w}/emptydir"),
+         setup=lambda w: (w / "emptydir").mkdir(), message="no images in {w}/emptydir",
+         check=no_file("m.int8.onnx", "m.int8.onnx.json", "calib")),
+    Case("quantize-calib-data-missing", int8("--calib-data", "{w}/nowhere"), message="{w}/nowhere does not exist",
+         check=no_file("m.int8.onnx", "calib")),
+    Case("quantize-calib-data-smaller-than-the-model", int8("--calib-data", "{w}/small"),
+         setup=image("small/0.png", (16, 24)),
+         message="the images in {w}/small are 24x16, smaller than the model's input 32x32",
+         check=no_file("m.int8.onnx", "m.int8.onnx.json", "calib")),
+    Case("quantize-calib-data-mixed-depths", int8("--calib-data", "{w}/data"), setup=image("data/images/2.png"),
+         message="2.png is 16-bit but 0.png is 8-bit", check=no_file("m.int8.onnx", "calib")),
+    Case("quantize-calib-data-with-fp16", fp16("--calib-data", "{w}/data"), message="--calib-data goes with --int8",
+         check=no_file("m.fp16.onnx")),
+    Case("export-shape-half-given", export("--out", "{w}/k.onnx", "--shape", "12x"),
+         message="--shape must be HEIGHTxWIDTH in pixels (e.g. 1024x1024 or 768x1280), got '12x'"),
+    Case("export-shape-zero-side", export("--out", "{w}/k.onnx", "--shape", "0x256"),
+         message="--shape 0x256: each side must be 16..4096 pixels"),
+    Case("export-shape-and-image-size", export("--out", "{w}/k.onnx", "--shape", "256x256", "--image-size", "256"),
+         message="give --shape HxW or --image-size N (its square shorthand), not both"),
+    Case("export-shape-not-a-multiple-of-the-fold", ["export", "--model", "{w}/inline.keras", "--out", "{w}/k.onnx",
+                                                     "-q", "--shape", "256x257"], setup=keras_inline(),
+         message="--shape 256x257: inline.keras needs sides that are multiples of 4; 256x260 would do",
+         check=no_file("k.onnx", "k.onnx.json")),
+    Case("build-engine-shape-of-a-fixed-size-onnx", ["build-engine", "--model", "{w}/m.onnx", "--shape", "64x64", "-q"],
+         message="m.onnx is exported for 32x32 images only; build it at --shape 32x32 (or without --shape), or "
+                 "re-export the model with edgeseg export --shape HxW"),
+    Case("build-engine-shape-malformed", ["build-engine", "--model", "{w}/m.onnx", "--shape", "32x32:64", "-q"],
+         message="--shape must be HxW or MINHxMINW:OPTHxOPTW:MAXHxMAXW (e.g. 512x512:1024x1024:2048x2048), got '32x32:64'"),
+    Case("build-engine-shape-half-given", ["build-engine", "--model", "{w}/m.onnx", "--shape", "12x", "-q"],
+         message="--shape must be HEIGHTxWIDTH in pixels"),
+    Case("eval-tile-too-small", eval_("--tile", "8"), message="--tile must be an integer from 16 to 4,096 pixels"),
+    Case("predict-tile-of-another-size-than-a-fixed-model", predict("--input", "{w}/data", "--out", "{w}/pred",
+                                                                    "--tile", "64"),
+         message="--tile 64: m.onnx [onnxruntime fp32] takes 32x32 images only", check=no_file("pred")),
+    Case("eval-tile-overlap-leaves-nothing", eval_("--tile", "32", "--tile-overlap", "40", "--model", "classical"),
+         message="--tile-overlap 40 leaves nothing of a 32x32 tile"),
+    Case("bench-tile-with-url", bench("--url", "http://127.0.0.1:9", "--rate", "5", "--tile", "64"),
+         message="--tile goes with local models, not with --url"),
+    Case("bench-url-with-16-bit-data", bench("--url", "http://127.0.0.1:9", "--rate", "5", "--data", "{w}/line"),
+         setup=image("line/0.png"), message="--url: a served model takes 8-bit images, and the images in {w}/line "
+                                            "are 16-bit"),
 ]
 
 

@@ -138,6 +138,54 @@ def test_engine_names_and_profiles():
         check_profile((0, 1, 2))
 
 
+def test_the_profile_of_a_fixed_size_file_is_its_own_shape():
+    from edgeseg.trt.build import input_profile
+
+    fixed = (-1, 768, 1280, 1)
+    expected = ((1, 768, 1280, 1), (8, 768, 1280, 1), (32, 768, 1280, 1))
+    assert input_profile(fixed, (1, 8, 32)) == expected
+    assert input_profile(fixed, (1, 8, 32), "768x1280") == expected
+    assert input_profile(fixed, (1, 8, 32), "768x1280:768x1280:768x1280") == expected
+    with pytest.raises(EdgesegError, match="m.onnx is exported for 768x1280 images only.*edgeseg export --shape HxW"):
+        input_profile(fixed, (1, 8, 32), "1024x1024", name="m.onnx")
+    with pytest.raises(EdgesegError, match="exported for 768x1280"):
+        input_profile(fixed, (1, 8, 32), "512x512:768x1280:1024x1280")
+
+
+def test_the_profile_of_a_dynamic_file_comes_from_shape():
+    from edgeseg.trt.build import input_profile, profile_record
+
+    dynamic = (-1, -1, -1, 1)
+    assert input_profile(dynamic, (1, 4, 8), "1024x1024") == ((1, 1024, 1024, 1), (4, 1024, 1024, 1),
+                                                              (8, 1024, 1024, 1))
+    ranged = input_profile(dynamic, (1, 1, 4), "512x512:1024x1024:2048x2048", size_multiple=4)
+    assert ranged == ((1, 512, 512, 1), (1, 1024, 1024, 1), (4, 2048, 2048, 1))
+    assert profile_record("image", ranged) == {"input": "image", "min": [1, 512, 512, 1], "opt": [1, 1024, 1024, 1],
+                                               "max": [4, 2048, 2048, 1], "shape": [1024, 1024]}
+    assert input_profile((-1, 256, -1, 1), (1, 1, 1), "256x640")[0] == (1, 256, 640, 1)
+    for shape, words in ((None, "takes images of any size: give --shape HxW"),
+                         ("12x", "--shape must be HEIGHTxWIDTH"), ("0x256", "each side must be 16..4096"),
+                         ("256x257", "multiples of 4; 256x260 would do"),
+                         ("1024x1024:512x512:2048x2048", "grow from MIN to OPT to MAX"),
+                         ("1x2x3", "HEIGHTxWIDTH")):
+        with pytest.raises(EdgesegError, match=words):
+            input_profile(dynamic, (1, 1, 1), shape, size_multiple=4)
+    with pytest.raises(EdgesegError, match="height 256 and width any"):
+        input_profile((-1, 256, -1, 1), (1, 1, 1), "512x512")
+
+
+def test_build_engine_refuses_another_shape_before_importing_tensorrt(tmp_path):
+    from tiny_models import tiny_onnx
+
+    from edgeseg.trt.build import build_engine, check_engine_shape
+
+    model = tiny_onnx(tmp_path / "m.onnx", 32)
+    assert check_engine_shape(model, (1, 2, 4), "32x32")[2] == (4, 32, 32, 1)
+    with pytest.raises(EdgesegError, match="m.onnx is exported for 32x32 images only"):
+        build_engine(model, tmp_path, shape="64x64")
+    assert not list(tmp_path.glob("*.engine"))
+
+
 def test_layer_precisions_are_read_from_the_inspectors_formats():
     from edgeseg.trt.inspect import layer_precision, parse_engine_information, precision_summary, tensor_dtype
 

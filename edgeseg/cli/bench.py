@@ -186,12 +186,13 @@ def _bench_remote(url, models, rate, frames, duration_s, cameras, in_flight, ref
                                                                 "--data": data}, force)
     n = frames or max(1, int(round(rate * cameras * duration_s)))
     cfg = remote.RemoteConfig(url=url, model=name, rate=rate, frames=n, cameras=cameras, in_flight=in_flight)
-    wait_ready(url, name, timeout_s=10.0)
-    h, w = image_shape(url, name)
-    pool = harness.bench_images(data=data) if data is not None else harness.bench_images(harness.DEFAULT_POOL, (h, w), seed)
-    if pool.dtype != np.uint8:
+    pool = harness.bench_images(data=data) if data is not None else None
+    if pool is not None and pool.dtype != np.uint8:
         raise EdgesegError(f"--url: a served model takes 8-bit images, and the images in {data} are "
                            f"{pool.dtype.itemsize * 8}-bit; benchmark 16-bit images locally (without --url)")
+    wait_ready(url, name, timeout_s=10.0)
+    h, w = image_shape(url, name)
+    pool = pool if pool is not None else harness.bench_images(harness.DEFAULT_POOL, (h, w), seed)
     runner, threshold = None, 0.5
     with contextlib.ExitStack() as stack:
         if reference is not None:

@@ -39,12 +39,16 @@ def _precision(precision: Lower | None, fp16: bool, int8: bool, required: bool) 
     return Precision(asked.pop().value) if asked else None
 
 _EXPORT_EPILOG = """\
-Example:
+Examples:
 
   edgeseg export --model runs/demo/model.keras --out runs/demo/model.onnx
 
-The ONNX file takes image (N, 256, 256, 1) float32 raw pixels (dynamic N) and is checked against Keras on
-generated images; above max |Δprob| 1e-4 nothing is written and the command fails.
+  For a line's full frames:  edgeseg export --model runs/demo/model.keras --shape 768x1280 --out line/model.onnx
+
+The ONNX file takes image (N, 256, 256, 1) — or (N, H, W, 1) with --shape HxW — float32 gray levels on the
+8-bit scale (16-bit pixels / 257; dynamic N), and is checked against Keras on generated images of that shape;
+above max |Δprob| 1e-4 nothing is written and the command fails. eval, predict and bench run images of any
+other size through it in overlapping tiles.
 """
 
 _QUANTIZE_EPILOG = """\
@@ -54,8 +58,11 @@ Examples:
 
   edgeseg quantize --model runs/demo/model.onnx --int8 --calib-count 512 --calib-method max --calib-mix mixed
 
+  On your line's own images (any size, 8- or 16-bit; random crops of the model's input):
+    edgeseg quantize --model line/model.onnx --int8 --calib-data line/passed
+
 INT8 for TensorRT (the default --target) is symmetric Q/DQ with float biases, FP16 wherever it is not INT8
-and FP32 in the raw-pixel stem, calibrated on generated images cached under calib/<hash>/; it is checked
+and FP32 in the raw-pixel stem, calibrated on generated images (or --calib-data) cached under calib/<hash>/; it is checked
 against TensorRT's importer rules (`edgeseg check --target tensorrt`) before it is written. --target cpu
 writes uint8 activations for ONNX Runtime on a CPU (TensorRT refuses those).
 """
@@ -66,6 +73,11 @@ Examples (on a GPU host or a Jetson with TensorRT and pycuda):
   edgeseg build-engine --model runs/demo/model.int8.onnx --batch 1,8,32
 
   edgeseg build-engine --int8 --model runs/demo/model.onnx      # quantizes first, then builds
+
+  edgeseg build-engine --model line/model.int8.onnx --shape 768x1280   # the shape the ONNX file was exported for
+
+The image shape is the ONNX file's (edgeseg export --shape HxW); --shape may repeat it, and sets it only for a
+file with dynamic H and W: HxW, or a range MINHxMINW:OPTHxOPTW:MAXHxMAXW that the engine runs at OPT.
 
 The ONNX file is checked against TensorRT's importer rules before TensorRT parses it. A standard engine
 runs only on the TensorRT version and GPU model that built it (--version-compatible: also on newer TensorRT,
@@ -88,20 +100,27 @@ def export(
     model: Path = typer.Option(..., "--model", help="The trained Keras model (.keras)."),
     out: Optional[Path] = typer.Option(None, "--out", help="The ONNX file to write (default: beside the model, .onnx)."),
     opset: int = typer.Option(17, help="ONNX opset (17 or 18: the ones tf2onnx writes)."),
-    image_size: int = typer.Option(256, "--image-size", help=f"Image side the deployed model takes "
-                                   f"({MIN_SIZE}..{MAX_SIZE} pixels)."),
+    image_size: Optional[int] = typer.Option(None, "--image-size", help=f"Image side the deployed model takes "
+                                             f"({MIN_SIZE}..{MAX_SIZE} pixels); default 256."),
+    shape: Optional[str] = typer.Option(None, "--shape", help="HEIGHTxWIDTH the deployed model takes (e.g. "
+                                        "768x1280: a line's full frame); sides multiples of what the network needs."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     force: bool = force_option(),
 ) -> None:
     """Export a Keras model to ONNX (dynamic batch) and check it matches Keras."""
     from edgeseg.export.onnx import check_export, export_onnx
     from edgeseg.outputs import Kind, Output
+    from edgeseg.shapes import parse_shape
 
-    check_export(opset, image_size)
+    if image_size is not None and shape is not None:
+        raise EdgesegError("give --shape HxW or --image-size N (its square shorthand), not both")
+    hw = parse_shape(shape) if shape is not None else None
+    image_size = 256 if image_size is None else image_size
+    check_export(opset, image_size, hw)
     out = out or model.with_suffix(".onnx")
     claim_outputs([Output(out, Kind.model)], {"--model": model}, force)
     with progress_bar("export", enabled=not quiet) as progress:
-        result = export_onnx(model, out, image_size=image_size, opset=opset, progress=progress)
+        result = export_onnx(model, out, image_size=image_size, opset=opset, progress=progress, shape=hw)
     console.print(f"wrote {result.path} (max |Δprob| vs Keras {sci(result.max_abs_diff)} on "
                   f"{result.parity_images} generated images)", highlight=False, soft_wrap=True)
 
@@ -119,6 +138,9 @@ def quantize(
     calib_mix: str = typer.Option("mixed", "--calib-mix", help="defect | background | mixed (half each)."),
     calib_seed: int = typer.Option(7, "--calib-seed", help="Seed of the calibration images."),
     calib_dir: Path = typer.Option(Path("calib"), "--calib-dir", help="Where calibration sets are cached."),
+    calib_data: Optional[Path] = typer.Option(
+        None, "--calib-data", help="Calibrate on your line's images instead of generated ones: a folder (labels "
+        "ignored), 8- or 16-bit, at least the model's input size; --calib-count random crops, --calib-seed."),
     quantizer: str = typer.Option("ort", "--quantizer", help="ort (ONNX Runtime) | modelopt (NVIDIA ModelOpt)."),
     target: str = typer.Option("tensorrt", "--target",
                                help="tensorrt (symmetric; runs everywhere) | cpu (uint8 activations, ONNX Runtime only)."),
@@ -142,9 +164,11 @@ def quantize(
     fp16 = _precision(precision, fp16, int8, required=True) is Precision.fp16
     whole("--min-conv-depth", min_conv_depth, 0)
     check_seed("--calib-seed", calib_seed)
+    if fp16 and calib_data is not None:
+        raise EdgesegError("--calib-data goes with --int8 (FP16 needs no calibration)")
     out = out or derived_path(model, Precision.fp16 if fp16 else Precision.int8)
     claim_outputs([Output(out, Kind.model), None if fp16 else Output(calib_dir, Kind.cache_folder, "--calib-dir")],
-                  {"--model": model}, force)
+                  {"--model": model, "--calib-data": calib_data}, force)
     if fp16:
         with progress_bar("fp16", enabled=not quiet) as progress:
             result = to_fp16(model, out, min_conv_depth=min_conv_depth, progress=progress)
@@ -157,8 +181,9 @@ def quantize(
             result = to_int8(model, out, calib_count=calib_count, calib_mix=calib_mix, calib_method=method,
                              calib_seed=calib_seed, calib_root=calib_dir, quantizer=q,
                              keep_head_fp32=keep_head_fp32, min_conv_depth=min_conv_depth, target=tgt,
-                             high_precision=high, progress=progress)
+                             high_precision=high, calib_data=calib_data, progress=progress)
     extra = f", calibration {calib_dir / result.calib_hash}" if result.calib_hash else ""
+    extra += f" from {calib_data}" if calib_data is not None else ""
     console.print(f"wrote {result.path} (max |Δprob| vs FP32 {sci(result.max_abs_diff)}{extra})", highlight=False, soft_wrap=True)
 
 
@@ -170,6 +195,9 @@ def build_engine(
     fp16: bool = typer.Option(False, "--fp16", help="Shorthand for --precision fp16."),
     int8: bool = typer.Option(False, "--int8", help="Shorthand for --precision int8."),
     batch: str = typer.Option("1,8,32", "--batch", help=f"Optimisation profile MIN,OPT,MAX batch (each 1..{MAX_BATCH})."),
+    shape: Optional[str] = typer.Option(
+        None, "--shape", help="Image shape HxW: the ONNX file's own (a fixed-size file takes no other: re-export it "
+        "with edgeseg export --shape), or for dynamic H, W: HxW or MINHxMINW:OPTHxOPTW:MAXHxMAXW."),
     workspace: int = typer.Option(1024, "--workspace", help="Builder workspace in MB (1..1048576)."),
     timing_cache: Optional[Path] = typer.Option(None, "--timing-cache", help="Load/save the builder's timing cache here."),
     version_compatible: bool = typer.Option(False, "--version-compatible", help="Engine also runs on newer TensorRT."),
@@ -183,7 +211,8 @@ def build_engine(
     from edgeseg.outputs import Kind, Output
     from edgeseg.export.graph import onnx_precision
     from edgeseg.trt.build import build_engine as build
-    from edgeseg.trt.build import check_profile, engine_path_for
+    from edgeseg.shapes import parse_profile
+    from edgeseg.trt.build import check_engine_shape, check_profile, engine_path_for
 
     asked = _precision(precision, fp16, int8, required=False)
     values = parse_int_list(batch, "--batch")
@@ -193,8 +222,11 @@ def build_engine(
         whole("--batch", value, 1, MAX_BATCH)
     whole("--workspace", workspace, 1, 1 << 20, unit="MB")
     profile = check_profile(tuple(values))
+    if shape is not None:
+        parse_profile(shape)  # a malformed --shape is refused before any file is read
     if not model.is_file():
         raise EdgesegError(f"ONNX file not found: {model}")
+    check_engine_shape(model, profile, shape)  # a --shape the file cannot take, before TensorRT is needed
     have = onnx_precision(model).value
     want = asked.value if asked else have
     converted = derived_path(model, want) if want != have else None
@@ -209,9 +241,10 @@ def build_engine(
             model = (to_fp16 if want == "fp16" else to_int8)(model, progress=progress).path
     with progress_bar("build-engine", enabled=not quiet) as progress:
         result = build(model, out, batch=profile, workspace_mb=workspace, timing_cache=timing_cache,
-                       version_compatible=version_compatible, progress=progress)
-    console.print(f"wrote {result.path} ({result.precision}, batch {profile[0]}..{profile[2]}, opt {profile[1]})",
-                  highlight=False, soft_wrap=True)
+                       version_compatible=version_compatible, shape=shape, progress=progress)
+    shapes = " .. ".join(dict.fromkeys(f"{h}x{w}" for h, w in (result.shape or ())))
+    console.print(f"wrote {result.path} ({result.precision}, batch {profile[0]}..{profile[2]}, opt {profile[1]}"
+                  + (f", {shapes} images" if shapes else "") + ")", highlight=False, soft_wrap=True)
 
 
 @user_errors

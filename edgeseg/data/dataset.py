@@ -212,6 +212,11 @@ def _image_files(folder: Path, limit: int | None) -> list[Path]:
     return files[:limit] if limit else files
 
 
+def list_images(path: str | Path, limit: int | None = None) -> list[Path]:
+    """The image files of a folder (either layout), natural-sorted; BadInput when there are none."""
+    return _image_files(image_dir(path), limit)
+
+
 def _same_size(shapes: list[tuple[int, ...]], files: list[Path]) -> tuple[int, int]:
     first = shapes[0]
     for shape, f in zip(shapes, files):

@@ -1,13 +1,16 @@
 """Keras → ONNX with tf2onnx, and a parity check that refuses an export that changes the answers.
 
 tf2onnx cannot read a Keras 3 model's signature by itself (onnx/tensorflow-onnx#2329), so the input
-signature is explicit: ``image`` (None, H, W, 1) float32 raw pixels, dynamic batch, fixed image size (the
-size TensorRT profiles and the camera use). The exported file is checked against Keras on *generated*
-images (never test data) and only renamed into place when max |Δprob| ≤ ``tolerance``.
+signature is explicit: ``image`` (None, H, W, 1) float32 gray levels (8-bit scale: a 16-bit camera's pixels
+/ 257, :mod:`edgeseg.data.depth`), dynamic batch, fixed image shape — square (``image_size``) or a line's
+own H×W (``shape``), the size TensorRT profiles and the camera use; images of other sizes are tiled
+(:mod:`edgeseg.tiling`). The exported file is checked against Keras on *generated* images of that shape
+(never test data) and only renamed into place when max |Δprob| ≤ ``tolerance``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,9 +18,11 @@ from typing import Any
 import numpy as np
 
 from edgeseg.artifacts import atomic_path, read_manifest, sha256_file, write_manifest
+from edgeseg.data.depth import describe as describe_scaling
 from edgeseg.deps import require
 from edgeseg.errors import EdgesegError
 from edgeseg.progress import Progress, silent
+from edgeseg.shapes import check_shape, format_shape
 from edgeseg.types import Precision
 
 DEFAULT_OPSET = 17
@@ -33,7 +38,7 @@ class ExportResult:
     parity_images: int
 
 
-def check_export(opset: int, image_size: int) -> None:
+def check_export(opset: int, image_size: int, shape: tuple[int, int] | None = None) -> None:
     """``--opset`` and ``--image-size`` in one line if wrong: the parity check draws images of that size with
     the generator, whose sides are :data:`~edgeseg.data.synth.MIN_SIZE`..:data:`~edgeseg.data.synth.MAX_SIZE`
     (a larger side would take gigabytes per parity image, and no camera line takes it whole)."""
@@ -41,7 +46,10 @@ def check_export(opset: int, image_size: int) -> None:
     from edgeseg.validate import whole
 
     whole("--opset", opset, 17, MAX_OPSET)
-    whole("--image-size", image_size, MIN_SIZE, MAX_SIZE, unit="pixels")
+    if shape is None:
+        whole("--image-size", image_size, MIN_SIZE, MAX_SIZE, unit="pixels")
+    else:
+        check_shape(shape)
 
 
 def source_manifest(model_path: str | Path) -> dict[str, Any]:
@@ -52,16 +60,28 @@ def source_manifest(model_path: str | Path) -> dict[str, Any]:
 
 
 def inherited(src: dict[str, Any]) -> dict[str, Any]:
-    """What a derived artifact copies from its source's manifest (threshold, mask rule, model summary)."""
-    return {k: src[k] for k in ("threshold", "mask_rule", "model") if k in src}
+    """What a derived artifact copies from its source's manifest (threshold, mask rule, model summary, the
+    input scaling)."""
+    return {k: src[k] for k in ("threshold", "mask_rule", "model", "input_scaling") if k in src}
 
 
-def parity_images(image_size: int, count: int, seed: int) -> np.ndarray:
-    """Generated images for parity checks (synth, default preset), (count, S, S) uint8."""
+def as_shape(image_size: int | tuple[int, int] | Sequence[int]) -> tuple[int, int]:
+    """A side (square) or (H, W) as (H, W)."""
+    if np.ndim(image_size) == 0:
+        return int(image_size), int(image_size)  # type: ignore[arg-type]
+    h, w = image_size  # type: ignore[misc]
+    return int(h), int(w)
+
+
+def parity_images(image_size: int | tuple[int, int], count: int, seed: int) -> np.ndarray:
+    """Generated images for parity checks (synth, default preset), (count, H, W) uint8: drawn square at the
+    longer side, then cropped to (H, W)."""
     from edgeseg.data.synth import generate_batch, preset
 
-    images, _ = generate_batch(np.random.default_rng(seed), sized(preset("test"), image_size), count)
-    return images
+    h, w = as_shape(image_size)
+    side = max(h, w)
+    images, _ = generate_batch(np.random.default_rng(seed), sized(preset("test"), side), count)
+    return images if (h, w) == (side, side) else np.ascontiguousarray(images[:, :h, :w])
 
 
 def sized(cfg, image_size: int):
@@ -76,11 +96,13 @@ def sized(cfg, image_size: int):
 
 def export_onnx(model_path: str | Path, out: str | Path, *, image_size: int = 256, opset: int = DEFAULT_OPSET,
                 parity_count: int = 8, parity_seed: int = 20240, tolerance: float = PARITY_TOLERANCE,
-                progress: Progress = silent) -> ExportResult:
-    """Export ``model_path`` (.keras) to ``out`` (.onnx), check parity, write the manifest.
+                progress: Progress = silent, shape: tuple[int, int] | None = None) -> ExportResult:
+    """Export ``model_path`` (.keras) to ``out`` (.onnx) for ``image_size``² images — or ``shape`` (H, W) — check
+    parity at that shape, write the manifest (shape, the network's size multiple, the input scaling).
 
-    Raises :class:`EdgesegError` when the model cannot be read, the conversion fails, or the ONNX file
-    differs from Keras by more than ``tolerance``; nothing is left at ``out`` then.
+    Raises :class:`EdgesegError` when the model cannot be read or does not take that shape (a side that is not a
+    multiple of what its pooling or folding needs), the conversion fails, or the ONNX file differs from Keras by
+    more than ``tolerance``; nothing is left at ``out`` then.
     """
     from edgeseg.runners.keras import KerasRunner
     from edgeseg.runners.onnxrt import OnnxRuntimeRunner
@@ -88,19 +110,23 @@ def export_onnx(model_path: str | Path, out: str | Path, *, image_size: int = 25
     model_path, out = Path(model_path), Path(out)
     if not model_path.is_file():
         raise EdgesegError(f"model file not found: {model_path}")
-    check_export(opset, image_size)
+    check_export(opset, image_size, shape)
+    square = shape is None
+    h, w = as_shape(image_size) if square else as_shape(shape)
     src = source_manifest(model_path)  # refused now, before any work, if it cannot vouch for the model
     tf = require("tensorflow")
     tf2onnx = require("tf2onnx")
     progress(0, 3, "loading Keras model")
     keras_runner = KerasRunner(model_path).activate()
-    if keras_runner.image_shape and keras_runner.image_shape != (image_size, image_size):
-        raise EdgesegError(
-            f"{model_path} takes {keras_runner.image_shape[0]}x{keras_runner.image_shape[1]} images; "
-            f"pass --image-size {keras_runner.image_shape[0]}")
+    fixed = keras_runner.image_shape
+    if fixed and tuple(fixed) != (h, w):
+        fix = f"--image-size {fixed[0]}" if fixed[0] == fixed[1] else f"--shape {format_shape(fixed)}"
+        raise EdgesegError(f"{model_path} takes {fixed[0]}x{fixed[1]} images; pass {fix}")
+    multiple = keras_runner.size_multiple
+    check_shape((h, w), multiple, "--image-size" if square else "--shape", model_path.name)
     model = keras_runner.model
     progress(1, 3, "converting with tf2onnx")
-    spec = (tf.TensorSpec((None, image_size, image_size, 1), tf.float32, name="image"),)
+    spec = (tf.TensorSpec((None, h, w, 1), tf.float32, name="image"),)
     try:
         proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=opset)
     except Exception as e:  # tf2onnx raises many kinds; fall back to tracing a tf.function
@@ -111,7 +137,7 @@ def export_onnx(model_path: str | Path, out: str | Path, *, image_size: int = 25
             raise EdgesegError(f"tf2onnx could not convert {model_path}: {e}; from_function: {e2}") from e2
     _name_output(proto)
 
-    images = parity_images(image_size, parity_count, parity_seed)
+    images = parity_images((h, w), parity_count, parity_seed)
     with atomic_path(out) as tmp:
         tmp.write_bytes(proto.SerializeToString())
         progress(2, 3, "parity check against Keras")
@@ -125,13 +151,14 @@ def export_onnx(model_path: str | Path, out: str | Path, *, image_size: int = 25
     keras_runner.deactivate()
     write_manifest(
         out, "onnx",
-        config={"opset": opset, "image_size": image_size, "input": "image", "dynamic_batch": True},
+        config={"opset": opset, "image_size": h if h == w else None, "shape": [h, w], "size_multiple": multiple,
+                "input": "image", "dynamic_batch": True},
         inputs={str(model_path): sha256_file(model_path)},
         precision=Precision.fp32.value,
         parity={"max_abs_diff": diff, "images": parity_count, "seed": parity_seed, "tolerance": tolerance,
                 "reference": "keras"},
         sha256=onnx_sha,
-        **inherited(src),
+        **{**inherited(src), "input_scaling": describe_scaling()},
     )
     progress(3, 3, f"max |Δprob| {diff:.1e}")
     return ExportResult(out, diff, parity_count)

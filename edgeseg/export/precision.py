@@ -26,7 +26,9 @@ import numpy as np
 from edgeseg.artifacts import atomic_path, sha256_file, write_manifest
 from edgeseg.deps import require
 from edgeseg.errors import EdgesegError
-from edgeseg.export.calibration import DEFAULT_CALIB_COUNT, CalibMix, CalibSet, calibration_set
+from edgeseg.data.depth import to_levels
+from edgeseg.export.calibration import (DEFAULT_CALIB_COUNT, CalibMix, CalibSet, calibration_set,
+                                        line_calibration_set)
 from edgeseg.export.onnx import inherited, max_abs_diff, parity_images, source_manifest
 from edgeseg.progress import Progress, silent
 from edgeseg.types import Precision
@@ -80,12 +82,13 @@ def derived_path(onnx_path: str | Path, precision: Precision | str) -> Path:
     return p.with_name(f"{stem}.{Precision(precision).value}.onnx")
 
 
-def _input_size(model) -> int:
+def _input_shape(model) -> tuple[int, int]:
+    """The fixed (H, W) the model takes (parity and calibration images are made at it)."""
     dims = model.graph.input[0].type.tensor_type.shape.dim
-    if len(dims) != 4 or not dims[1].dim_value or dims[1].dim_value != dims[2].dim_value:
-        raise EdgesegError("the ONNX model must take (N, S, S, 1) images with a fixed size S "
-                           "(export it with `edgeseg export --image-size S`)")
-    return int(dims[1].dim_value)
+    if len(dims) != 4 or not dims[1].dim_value or not dims[2].dim_value:
+        raise EdgesegError("the ONNX model must take (N, H, W, 1) images of a fixed H and W "
+                           "(export it with `edgeseg export --shape HxW`)")
+    return int(dims[1].dim_value), int(dims[2].dim_value)
 
 
 def _load_fp32(onnx_path: Path):
@@ -99,10 +102,10 @@ def _load_fp32(onnx_path: Path):
     return model
 
 
-def _parity(fp32_path: Path, candidate: Path, image_size: int) -> float:
+def _parity(fp32_path: Path, candidate: Path, shape: tuple[int, int]) -> float:
     from edgeseg.runners.onnxrt import OnnxRuntimeRunner
 
-    images = parity_images(image_size, 8, 20240)
+    images = parity_images(shape, 8, 20240)
     with OnnxRuntimeRunner(fp32_path) as ref, OnnxRuntimeRunner(candidate) as cand:
         return max_abs_diff(ref, cand, images)
 
@@ -139,7 +142,7 @@ def to_fp16(onnx_path: str | Path, out: str | Path | None = None, keep_stem_fp32
     out = Path(out) if out else derived_path(onnx_path, Precision.fp16)
     src = source_manifest(onnx_path)  # refused now, before the file is written, if it cannot vouch for it
     model = _load_fp32(onnx_path)
-    size = _input_size(model)
+    size = _input_shape(model)
     float16 = require("onnxconverter_common.float16")
     progress(0, 2, "converting to float16")
     blocked = stem_nodes(model, min_conv_depth) if keep_stem_fp32 else []
@@ -200,8 +203,9 @@ def to_int8(onnx_path: str | Path, out: str | Path | None = None, *, calib_count
             calib_seed: int = 7, calib_root: str | Path = "calib", quantizer: Quantizer | str = Quantizer.ort,
             keep_head_fp32: bool = False, min_conv_depth: int = 128, op_types: tuple[str, ...] = ("Conv",),
             target: Target | str = Target.tensorrt, high_precision: HighPrecision | str | None = None,
-            progress: Progress = silent) -> PrecisionResult:
-    """INT8 Q/DQ copy of an FP32 ONNX model, calibrated on a generated set (see :mod:`.calibration`).
+            calib_data: str | Path | None = None, progress: Progress = silent) -> PrecisionResult:
+    """INT8 Q/DQ copy of an FP32 ONNX model, calibrated on a generated set — or, with ``calib_data``, on crops of
+    a line's own images (a folder, 8- or 16-bit; ``calib_mix`` is then unused) — see :mod:`.calibration`.
 
     Symmetric activations and weights (zero point 0: TensorRT's requirement), per-channel weights, after
     ``quant_pre_process`` (shape inference + graph clean-up, so every Conv gets its Q/DQ pair). Only
@@ -226,7 +230,9 @@ def to_int8(onnx_path: str | Path, out: str | Path | None = None, *, calib_count
                            "FP32): drop --high-precision fp16")
     src = source_manifest(onnx_path)  # refused now, before the file is written, if it cannot vouch for it
     model = _load_fp32(onnx_path)
-    size = _input_size(model)
+    size = _input_shape(model)
+    # A line's folder is read (and every file checked) first: one that cannot calibrate fails before anything else.
+    calib = line_calibration_set(calib_data, size, calib_count, calib_seed, calib_root) if calib_data else None
     if quantizer is Quantizer.modelopt:
         require("modelopt.onnx.quantization")  # fails with the install hint before any work is done
     exclude = shallow_convs(model, min_conv_depth) + (head_nodes(model) if keep_head_fp32 else [])
@@ -235,7 +241,8 @@ def to_int8(onnx_path: str | Path, out: str | Path | None = None, *, calib_count
         raise EdgesegError(f"nothing left to quantize in {onnx_path}: every convolution is shallower than "
                            f"--min-conv-depth {min_conv_depth} or excluded (lower --min-conv-depth)")
     progress(0, 4, "calibration images")
-    calib = calibration_set(size, calib_count, calib_mix, calib_seed, calib_root)
+    if calib is None:
+        calib = calibration_set(size, calib_count, calib_mix, calib_seed, calib_root)
     progress(1, 4, f"calibrating ({method.value}, {quantizer.value})")
     with atomic_path(out) as tmp:
         if quantizer is Quantizer.ort:
@@ -258,13 +265,17 @@ def to_int8(onnx_path: str | Path, out: str | Path | None = None, *, calib_count
             require_tensorrt_compatible(tmp)
         progress(3, 4, "parity against FP32")
         diff = _parity(onnx_path, tmp, size)
-    config = {"quantizer": quantizer.value, "target": target.value, "calib_method": method.value, "calib_mix": CalibMix(calib_mix).value,
-              "calib_count": calib_count, "calib_seed": calib_seed, "keep_head_fp32": keep_head_fp32,
+    config = {"quantizer": quantizer.value, "target": target.value, "calib_method": method.value,
+              "calib_mix": None if calib_data is not None else CalibMix(calib_mix).value,
+              **({"calib_data": str(calib_data)} if calib_data is not None else {}), "calib_count": calib_count,
+              "calib_seed": calib_seed, "keep_head_fp32": keep_head_fp32,
               "min_conv_depth": min_conv_depth, "op_types": list(op_types), "excluded_nodes": exclude,
               "high_precision": high_precision.value, "fp32_nodes": fp32_nodes, **settings}
     write_manifest(out, "onnx", config=config,
                    inputs={str(onnx_path): sha256_file(onnx_path), "calibration": str(calib.path)},
-                   precision=Precision.int8.value, calibration={"hash": calib.hash, "path": str(calib.path)},
+                   precision=Precision.int8.value,
+                   calibration={"hash": calib.hash, "path": str(calib.path),
+                                **({"source": calib.source} if calib.source else {})},
                    parity={"max_abs_diff": diff, "reference": str(onnx_path)}, **inherited(src))
     progress(4, 4, f"max |Δprob| {diff:.1e}")
     return PrecisionResult(out, Precision.int8, diff, calib.hash)
@@ -279,7 +290,7 @@ class _Reader:
     def get_next(self) -> dict[str, np.ndarray] | None:
         if self.i >= len(self.images):
             return None
-        chunk = self.images[self.i: self.i + self.batch].astype(np.float32)[..., None]
+        chunk = to_levels(self.images[self.i: self.i + self.batch])[..., None]
         self.i += self.batch
         return {self.input_name: chunk}
 
@@ -399,7 +410,7 @@ def _quantize_modelopt(src: Path, dst: Path, calib: CalibSet, method: CalibMetho
         raise EdgesegError("--quantizer modelopt supports --calib-method max or entropy")
     # high_precision_dtype fp32: the FP16 step (stem kept FP32) is edgeseg's own, the same for both quantizers.
     mq.quantize(onnx_path=str(src), quantize_mode="int8",
-                calibration_data=calib.images.astype(np.float32)[..., None], calibration_method=method.value,
+                calibration_data=to_levels(calib.images)[..., None], calibration_method=method.value,
                 calibration_eps=["cpu"], nodes_to_exclude=exclude or None, op_types_to_quantize=op_types,
                 high_precision_dtype="fp32",
                 output_path=str(dst))

@@ -6,7 +6,8 @@ against this TensorRT version and GPU (:func:`edgeseg.trt.manifest.check_engine`
 check, and a foreign engine otherwise fails deep inside deserialisation or, worse, runs), the engine
 deserialised once (host code allowed for a version-compatible plan, which embeds its own runtime), one
 execution context per CUDA stream (a context is not safe to share between batches in flight), and
-pinned/device buffers for the profile's largest batch.
+pinned/device buffers for the profile's largest batch at its OPT image shape (the engine's ``image_shape``;
+other image sizes are tiled to it by :mod:`edgeseg.tiling`).
 
 Per batch: ``set_input_shape`` on that stream's context, the real output shape read back from the context
 (the engine's own shape holds -1 for the batch, and sizing copies from the profile maximum hands back
@@ -88,9 +89,11 @@ class TrtRunner(Runner):
             raise EdgesegError(f"{self.path} has inputs {inputs} and outputs {outputs}; edgeseg engines "
                                "have one image input and one probability output")
         self._input, self._output = inputs[0], outputs[0]
-        lo_shape, _opt, hi_shape = engine.get_tensor_profile_shape(self._input, 0)
+        lo_shape, opt_shape, hi_shape = engine.get_tensor_profile_shape(self._input, 0)
         self.batch_range = (int(lo_shape[0]), int(hi_shape[0]))
-        self._item_shape = tuple(int(d) for d in hi_shape[1:])
+        # An engine built for a range of image shapes runs at its OPT shape (kernels are tuned for it; the
+        # buffers are sized for it): other sizes reach it through tiling (edgeseg.tiling).
+        self._item_shape = tuple(int(d) for d in opt_shape[1:])
         if len(self._item_shape) != 3 or self._item_shape[2] != 1:
             raise EdgesegError(f"{self.path} takes input shaped {tuple(hi_shape)}; edgeseg engines take (N, H, W, 1)")
         self._contexts = [engine.create_execution_context() for _ in range(self.streams)]
@@ -99,7 +102,7 @@ class TrtRunner(Runner):
                                "(out of GPU memory?): try --streams 1")
         # The output's per-image shape: ask a context, at the largest batch.
         probe = self._contexts[0]
-        probe.set_input_shape(self._input, tuple(int(d) for d in hi_shape))
+        probe.set_input_shape(self._input, (self.batch_range[1], *self._item_shape))
         out_max = resolve_shape(probe.get_tensor_shape(self._output), self.batch_range[1])
         in_dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(self._input)))
         out_dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(self._output)))
