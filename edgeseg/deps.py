@@ -21,6 +21,7 @@ _HOW_TO_INSTALL = {
     "onnxruntime": "pip install 'edgeseg[dev]'",
     "onnxconverter_common": "pip install 'edgeseg[dev]'",
     "matplotlib": "pip install 'edgeseg[dev]'",
+    "skimage": "pip install 'edgeseg[dev]' (scikit-image)",
     "modelopt": "pip install 'edgeseg[modelopt]'",
     "tensorrt": (
         "on a GPU host: pip install 'edgeseg[trt]' (TensorRT wheels come from NVIDIA's index, "

@@ -62,6 +62,23 @@ class TrainConfig:
     # split over the replicas, so a run means the same thing on any count (and resumes on another one).
     devices: int = 1
     strategy: str = "auto"
+    # A line's own images (edgeseg.data.sources): defect-free ``backgrounds`` that get the preset's defects, on
+    # the fly, on random crops; labelled ``data``; or both, weighed by ``mix`` (e.g. "backgrounds:3,synthetic:1").
+    # ``defect_ratio`` of the crops carry defects; ``contrast_sigma`` (lo, hi) gives the backgrounds' defect
+    # contrast in local noise σ instead of the preset's gray levels. Validation and the operating point then use
+    # held-out images of each folder (every 5th, or the val_ folders), never a training crop.
+    backgrounds: str | None = None
+    data: str | None = None
+    val_backgrounds: str | None = None
+    val_data: str | None = None
+    mix: str | None = None
+    defect_ratio: float = 0.75
+    contrast_sigma: list[float] | None = None
+
+    @property
+    def on_line(self) -> bool:
+        """Whether the run trains on a line's own images (else on synthetic noise alone)."""
+        return bool(self.backgrounds or self.data)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -91,6 +108,18 @@ def check(cfg: TrainConfig) -> None:
     finite("--fa-budget", cfg.fa_budget, 0, 1, hi_open=True, unit="false blobs per image")
     seed("--seed", cfg.seed)
     seed("val_seed", cfg.val_seed)
+    finite("--defect-ratio", cfg.defect_ratio, 0, 1, lo_open=True)
+    if cfg.contrast_sigma is not None:
+        lo, hi = cfg.contrast_sigma
+        finite("--contrast-sigma", lo, -50, 50, unit="local noise sigma")
+        finite("--contrast-sigma", hi, lo, 50, unit="local noise sigma")
+        if not cfg.backgrounds:
+            raise EdgesegError("--contrast-sigma sets the contrast of defects placed on --backgrounds; give --backgrounds")
+    for name in ("val_backgrounds", "val_data"):
+        if getattr(cfg, name) and not getattr(cfg, name[4:]):
+            raise EdgesegError(f"--{name.replace('_', '-')} needs --{name[4:]}")
+    if cfg.mix and not cfg.on_line:
+        raise EdgesegError("--mix weighs a line's images against synthetic noise; give --backgrounds or --data")
     # Splitting the CPU into devices must happen before anything below starts TensorFlow's runtime
     # (resolve is cached: train() gets the same strategy).
     distribute.resolve(cfg.strategy, cfg.devices)
@@ -104,6 +133,10 @@ def check(cfg: TrainConfig) -> None:
     _synth_config(cfg)
     if cfg.curriculum:
         Curriculum.parse(cfg.curriculum)
+    if cfg.on_line:
+        from edgeseg.data.sources import parse_mix
+
+        parse_mix(cfg.mix, {"backgrounds": bool(cfg.backgrounds), "data": bool(cfg.data)})
 
 
 def _predict(model, images: np.ndarray, batch: int = 16) -> np.ndarray:
@@ -169,9 +202,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: Pro
     import edgeseg.models as models
     from edgeseg import losses
     from edgeseg.metrics import GroundTruth
-    from edgeseg.trainer_data import SynthBatches, validation_set
-
     from edgeseg.distribute import resolve
+    from edgeseg.trainer_data import SourceBatches, SynthBatches, line_plan
 
     out = Path(out)
     if resume and _Checkpoint(out).exists():
@@ -205,9 +237,16 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: Pro
             state["config"] = cfg.to_dict()
     state["distribution"] = dist.describe()
 
-    data = SynthBatches(synth, cfg.batch_size, cfg.steps_per_epoch, cfg.seed,
-                        AugmentConfig() if cfg.augment else NONE, curriculum, workers=cfg.workers)
-    val_x, val_masks = validation_set(cfg.val_seed, cfg.val_count)
+    augmentation = AugmentConfig() if cfg.augment else NONE
+    if cfg.on_line:
+        held = line_plan(cfg, synth, curriculum)
+        data = SourceBatches(held.make_source, cfg.batch_size, cfg.steps_per_epoch, cfg.seed, augmentation,
+                             workers=cfg.workers)
+    else:
+        held = None
+        data = SynthBatches(synth, cfg.batch_size, cfg.steps_per_epoch, cfg.seed, augmentation, curriculum,
+                            workers=cfg.workers)
+    val_x, val_masks = _validation(cfg, held)
     truth = GroundTruth.from_masks(val_masks)
     started = time.perf_counter()
     wall_before = float(state["wall_s"])
@@ -236,7 +275,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: Pro
                 state["best_dice"], state["best_epoch"] = val["dice"], epoch
             state["history"].append({
                 "epoch": epoch, "loss": float((logs or {}).get("loss", np.mean(self.losses))),
-                "contrast": list(data.cfg.contrast),
+                "contrast": list(data.cfg.contrast) if isinstance(data, SynthBatches) else data.contrast,
                 "loss_stage": loss.stage_at(epoch) if isinstance(loss, losses.Scheduled) else 0,
                 **{f"val_{k}": v for k, v in val.items()},
             })
@@ -248,7 +287,17 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: Pro
 
     if state["epoch"] < cfg.epochs and state["stale"] < cfg.patience:
         model.fit(data, epochs=cfg.epochs, initial_epoch=state["epoch"], callbacks=[Driver()], verbose=0)
-    return _finish(cfg, out, ckpt, state, val_x, truth, progress)
+    return _finish(cfg, out, ckpt, state, val_x, truth, progress, held)
+
+
+def _validation(cfg: TrainConfig, held) -> tuple[np.ndarray, np.ndarray]:
+    """The fixed validation set: held-out line images (``held``: a :class:`~edgeseg.trainer_data.LinePlan`; a
+    tenth of them defect-free) or the synthetic one."""
+    from edgeseg.trainer_data import held_out_set, validation_set
+
+    if held is not None:
+        return held_out_set(held.held, cfg.val_count, cfg.val_seed, good_fraction=0.1)
+    return validation_set(cfg.val_seed, cfg.val_count)
 
 
 def finish(out: str | Path) -> dict[str, Any]:
@@ -256,7 +305,6 @@ def finish(out: str | Path) -> dict[str, Any]:
     ``state.json``, for a run that was cut off before :func:`train` could (a time limit on a lent GPU).
     Returns what :func:`train` returns."""
     from edgeseg.metrics import GroundTruth
-    from edgeseg.trainer_data import validation_set
 
     out = Path(out)
     ckpt = _Checkpoint(out)
@@ -264,16 +312,23 @@ def finish(out: str | Path) -> dict[str, Any]:
         raise EdgesegError(f"nothing to finish in {out}: no {CHECKPOINT}/state.json")
     state = read_json(ckpt.state)
     cfg = TrainConfig(**state["config"])
-    val_x, val_masks = validation_set(cfg.val_seed, cfg.val_count)
-    return _finish(cfg, out, ckpt, state, val_x, GroundTruth.from_masks(val_masks))
+    held = None
+    if cfg.on_line:
+        from edgeseg.trainer_data import line_plan
+
+        held = line_plan(cfg, _synth_config(cfg), None)
+    val_x, val_masks = _validation(cfg, held)
+    return _finish(cfg, out, ckpt, state, val_x, GroundTruth.from_masks(val_masks), held=held)
 
 
 def _finish(cfg: TrainConfig, out: Path, ckpt: _Checkpoint, state: dict[str, Any], val_x, truth,
-            progress: Progress = silent) -> dict[str, Any]:
+            progress: Progress = silent, held=None) -> dict[str, Any]:
     """Reload the best weights into a fresh, uncompiled model, fit its operating point; save it with its
     manifest and history."""
     import edgeseg.models as models
     from edgeseg import operating
+    from edgeseg.data import depth
+    from edgeseg.data.depth import to_levels
 
     best = models.build(cfg.model, **cfg.model_kwargs)
     with warnings.catch_warnings():
@@ -281,9 +336,17 @@ def _finish(cfg: TrainConfig, out: Path, ckpt: _Checkpoint, state: dict[str, Any
         warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
         best.load_weights(ckpt.best if ckpt.best.is_file() else ckpt.last)
     val = _evaluate(best, val_x, truth)
-    point = operating.fit(lambda images: _predict(best, images[..., None].astype(np.float32)), cfg.fa_budget,
-                          cfg.fit_count, cfg.val_seed,
-                          progress=lambda done, total, _m="": progress(done, total, "fitting the operating point"))
+    predict = lambda images: _predict(best, to_levels(images)[..., None])  # noqa: E731
+    fit_progress = lambda done, total, _m="": progress(done, total, "fitting the operating point")  # noqa: E731
+    if held is not None:
+        from edgeseg.trainer_data import fitting_stacks
+
+        defect, masks, good = fitting_stacks(held.held, cfg.fit_count, cfg.val_seed)
+        point = {**operating.fit_on(predict, defect, masks, good, cfg.fa_budget, progress=fit_progress),
+                 "fitting_set": {"defect_images": cfg.fit_count, "good_images": cfg.fit_count,
+                                 "seed": [cfg.val_seed, 1], "from": "held-out line images"}}
+    else:
+        point = operating.fit(predict, cfg.fa_budget, cfg.fit_count, cfg.val_seed, progress=fit_progress)
     threshold, rule = point["chosen"]["threshold"], point["chosen"]["mask_rule"]
     path = out / "model.keras"
     with atomic_path(path, suffix=".keras") as tmp:
@@ -293,7 +356,10 @@ def _finish(cfg: TrainConfig, out: Path, ckpt: _Checkpoint, state: dict[str, Any
     training = {"epochs_run": state["epoch"], "best_epoch": state["best_epoch"],
                 "stopped_early": state["epoch"] < cfg.epochs, "wall_s": round(state["wall_s"], 1),
                 "distribution": state.get("distribution", {"strategy": "none", "replicas": 1})}
+    if held is not None:
+        training["line"] = held.described
     write_manifest(path, "model", config=cfg.to_dict(), model=info, threshold=threshold, mask_rule=rule,
+                   input_scaling=depth.describe(),
                    operating_point=point, validation={**val, "count": cfg.val_count, "seed": cfg.val_seed},
                    training=training)
     return {"model": info, "threshold": threshold, "mask_rule": rule, "operating_point": point["chosen"],

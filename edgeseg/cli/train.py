@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import typer
 
-from edgeseg.cli.common import claim_outputs, console, force_option, progress_bar, user_errors
+from edgeseg.cli.common import claim_outputs, console, force_option, parse_range, progress_bar, user_errors
 from edgeseg.errors import EdgesegError
 from edgeseg.train import TrainConfig
 
@@ -29,7 +29,15 @@ Examples:
 
   Data-parallel on a host's 4 GPUs (global batch 32):  edgeseg train --devices 4 --batch-size 32 --out runs/dp
 
-After training, the threshold and mask rule are fitted on fresh images (--fit-count with defects, as many
+  On your line's defect-free images, defects 0.5-2 local sigma, a quarter synthetic noise:
+    edgeseg train --backgrounds line/good --contrast-sigma 0.5:2 --mix backgrounds:3,synthetic:1 --out runs/line
+
+  Your labelled images mixed with defects placed on your backgrounds:
+    edgeseg train --backgrounds line/good --data line/labelled --mix backgrounds:1,data:1 --out runs/line
+
+With --backgrounds or --data, validation and the operating point use held-out images of each folder (every
+5th, or --val-backgrounds / --val-data), never a training crop; the fitting set is --fit-count crops with
+defects and as many without. Otherwise, after training, the threshold and mask rule are fitted on fresh images (--fit-count with defects, as many
 without, half with uniform and half with Gaussian noise): the point with the best defect recall + Dice whose
 false blobs per image stay within --fa-budget on each noise kind.
 eval, predict, compare and the exported models use it; edgeseg operating-point refits it later for another
@@ -40,6 +48,10 @@ k most confident background pixels of each image), hardpos (k, erode: the k leas
 pixels); combine with + and weights (0.5*bce+dice), arguments after a colon (focal:gamma=2), stages with
 @EPOCH (bce@0,dice@5).
 """
+
+
+def _path(p: Path | None) -> str | None:
+    return None if p is None else str(p)
 
 
 def _parse_model_args(items: list[str]) -> dict[str, Any]:
@@ -79,6 +91,13 @@ def train(
     workers: int = typer.Option(_D.workers, help="Threads drawing training batches (a GPU host wants several; the results do not change)."),
     devices: int = typer.Option(_D.devices, help="Data-parallel replicas on this host: its GPUs, or the CPU split into that many devices; --batch-size is the global batch."),
     strategy: str = typer.Option(_D.strategy, help="auto (mirrored when --devices > 1) | none | mirrored (tf.distribute.MirroredStrategy)."),
+    backgrounds: Optional[Path] = typer.Option(None, "--backgrounds", help="Defect-free images of your line (any size >= --crop, 8- or 16-bit): the preset's defects are placed on random crops, never the same twice."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Labelled images of your line (the dataset layout edgeseg reads: images/ + labels/)."),
+    val_backgrounds: Optional[Path] = typer.Option(None, "--val-backgrounds", help="Held-out defect-free images for validation and the operating point (default: every 5th --backgrounds image)."),
+    val_data: Optional[Path] = typer.Option(None, "--val-data", help="Held-out labelled images (default: every 5th --data image)."),
+    mix: Optional[str] = typer.Option(None, "--mix", help="Weights of the sources, e.g. backgrounds:3,synthetic:1 (default: the given folders, equally)."),
+    defect_ratio: float = typer.Option(_D.defect_ratio, "--defect-ratio", help="Share of line crops that carry a defect (placed on backgrounds, or a labelled one under the crop)."),
+    contrast_sigma: Optional[str] = typer.Option(None, "--contrast-sigma", help="Contrast of the defects placed on --backgrounds in local noise sigma, LO:HI (default: the preset's gray levels)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the checkpoint in --out at its next epoch."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     force: bool = force_option(),
@@ -91,9 +110,14 @@ def train(
                       steps_per_epoch=steps_per_epoch, batch_size=batch_size, crop=crop,
                       learning_rate=learning_rate, seed=seed, preset=preset, curriculum=curriculum,
                       augment=augment, patience=patience, val_count=val_count, fa_budget=fa_budget,
-                      fit_count=fit_count, workers=workers, devices=devices, strategy=strategy)
+                      fit_count=fit_count, workers=workers, devices=devices, strategy=strategy,
+                      backgrounds=_path(backgrounds), data=_path(data), val_backgrounds=_path(val_backgrounds),
+                      val_data=_path(val_data), mix=mix, defect_ratio=defect_ratio,
+                      contrast_sigma=list(parse_range(contrast_sigma, float, "--contrast-sigma")) if contrast_sigma else None)
     # Before anything else, not after training: an unwritable --out, a dataset or an earlier run there fails now.
-    claim_outputs([Output(out, Kind.resumed_run if resume else Kind.run)], force=force)
+    inputs = {"--backgrounds": backgrounds, "--data": data, "--val-backgrounds": val_backgrounds, "--val-data": val_data}
+    claim_outputs([Output(out, Kind.resumed_run if resume else Kind.run)],
+                  {k: v for k, v in inputs.items() if v is not None}, force=force)
     check(cfg)
     with progress_bar("train", enabled=not quiet) as progress:
         result = run(cfg, out, resume=resume, progress=progress)

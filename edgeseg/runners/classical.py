@@ -248,7 +248,7 @@ def segment(r: np.ndarray, z: np.ndarray, params: ClassicalParams, bank: Matched
     mask = seeded[lab]
 
     # Score: logistic of the margin, pinned to the right side of 0.5 by the cleaned-up mask.
-    score = 1.0 / (1.0 + np.exp(-margin))
+    score = 1.0 / (1.0 + np.exp(-np.clip(margin, -60.0, 60.0)))  # saturates at 0 and 1 without overflow
     eps = 1e-3
     score = np.where(mask, np.maximum(score, 0.5 + eps), np.minimum(score, 0.5 - eps))
     return score.astype(np.float32)
