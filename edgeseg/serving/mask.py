@@ -181,8 +181,8 @@ def check_mask_model(reference: str | Path, model, threshold: float, name: str =
     opts.log_severity_level = 3  # errors only: INT8 graphs log a constant-folding warning per Q/DQ scale
     ref = ort.InferenceSession(str(reference), sess_options=opts, providers=["CPUExecutionProvider"])
     new = ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"])
-    size = ref.get_inputs()[0].shape[1]
-    images = bench_images(count, int(size), seed=11).astype(np.float32)[..., None]
+    h, w = ref.get_inputs()[0].shape[1:3]  # a model exported for a line's H×W is not square
+    images = bench_images(count, (int(h), int(w)), seed=11).astype(np.float32)[..., None]
     feed = {ref.get_inputs()[0].name: images}
     (p_ref,) = ref.run(None, feed)[:1]
     p_new, mask = new.run(None, feed)
