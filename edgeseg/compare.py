@@ -134,12 +134,12 @@ def compare(models: Sequence[str | Path], datasets: Sequence[str | Path], batch_
             chunk_size: int | None = None, threshold: float | None = None, tile: int | None = None,
             overlap: int | None = None) -> dict[str, Any]:
     """Rows of metrics per (dataset, model); ``models[0]`` is the reference (see the module docstring).
-    ``chunk_size``: images read and predicted at a time (default :data:`edgeseg.data.dataset.CHUNK`).
+    ``chunk_size``: images read and predicted at a time (default :func:`edgeseg.data.dataset.chunk_for` their size).
     ``threshold``: every model at this threshold instead of its manifest's (:func:`edgeseg.evaluate.model_point`).
     ``tile``, ``overlap``: how images a model does not take whole are tiled (:func:`edgeseg.tiling.any_size`;
     a model exported for 256² and another for the line's full size are compared on the same images)."""
     from edgeseg import metrics
-    from edgeseg.data.dataset import CHUNK, load_dataset
+    from edgeseg.data.dataset import chunk_for, load_dataset
     from edgeseg.evaluate import model_point, predict_probs
     from edgeseg.runners.registry import backend_of, load_runner
     from edgeseg.tiling import any_size, check_tiling
@@ -165,7 +165,7 @@ def compare(models: Sequence[str | Path], datasets: Sequence[str | Path], batch_
             counts = [metrics.Counts() for _ in models]
             curves = [metrics.F1Curve() for _ in models]
             agreement = [_Agreement(len(ds) * int(np.prod(ds.images.shape[1:]))) for _ in models[1:]]
-            for part in ds.chunks(chunk_size or CHUNK):
+            for part in ds.chunks(chunk_size or chunk_for(ds.images.shape[1:])):
                 truth = metrics.GroundTruth.from_masks(part.masks, part.defects)
                 ref_probs = ref_pred = None
                 for k, (runner, model, (thr, _), rule) in enumerate(zip(runners, models, thresholds, rules)):

@@ -27,7 +27,7 @@ import numpy as np
 
 from edgeseg import metrics
 from edgeseg.artifacts import manifest_path, read_manifest
-from edgeseg.data.dataset import CHUNK, Dataset, ImageStack, load_dataset
+from edgeseg.data.dataset import Dataset, ImageStack, chunk_for, load_dataset
 from edgeseg.errors import EdgesegError
 from edgeseg.postprocess import MaskRule
 from edgeseg.progress import Progress, silent
@@ -124,7 +124,7 @@ def model_point(model: str | Path, threshold: float | None = None) -> tuple[floa
 
 def evaluate(runner: Runner, dataset: Dataset, thresholds: Mapping[str, float] | Sequence[float] = (0.5,),
              batch_size: int = 16, progress: Progress = silent, probs: np.ndarray | None = None,
-             rule: MaskRule | None = None, chunk_size: int = CHUNK) -> dict[str, Any]:
+             rule: MaskRule | None = None, chunk_size: int | None = None) -> dict[str, Any]:
     """Score ``runner`` on ``dataset`` at each threshold; a JSON-ready dict.
 
     ``thresholds``: {label: value} (e.g. {"0.5": 0.5, "best": 0.42}) or a list of values (labelled by their
@@ -134,7 +134,8 @@ def evaluate(runner: Runner, dataset: Dataset, thresholds: Mapping[str, float] |
     ``oracle_threshold`` — the F1-best threshold on this very data (optimistic; shows how far the
     model's own threshold is from ideal here; None for a set without defect pixels).
 
-    The set is read, predicted and scored ``chunk_size`` images at a time (:meth:`Dataset.chunks`,
+    The set is read, predicted and scored ``chunk_size`` images at a time (default: :func:`chunk_for` the
+    images' size; :meth:`Dataset.chunks`,
     :class:`metrics.Counts`, :class:`metrics.F1Curve`), so memory does not grow with the set; the numbers are
     those of the whole set at once.
     """
@@ -147,7 +148,7 @@ def evaluate(runner: Runner, dataset: Dataset, thresholds: Mapping[str, float] |
     counts = {label: metrics.Counts() for label in thresholds}
     curve = metrics.F1Curve()
     done = 0
-    for part in dataset.chunks(chunk_size):
+    for part in dataset.chunks(chunk_size or chunk_for(dataset.images.shape[1:])):
         if probs is None:
             p = predict_probs(runner, part.images, batch_size,
                               lambda d, n, m="", base=done: progress(base + d, len(dataset), m))

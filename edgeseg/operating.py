@@ -46,7 +46,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edgeseg.data.dataset import CHUNK, Dataset
+from edgeseg.data.dataset import Dataset, chunk_for
 from edgeseg.data.synth import generate_batch, validation_config
 from edgeseg.errors import EdgesegError
 from edgeseg.metrics import FP_OVERLAP, HIT_FRACTION, MIN_BLOB, GroundTruth, overlaps
@@ -291,7 +291,7 @@ def fitting_set(seed: int = DEFAULT_SEED, count: int = DEFAULT_COUNT, image_size
 
 def fit_on(predict: Callable[[np.ndarray], np.ndarray], defect: np.ndarray, masks: np.ndarray, good: np.ndarray,
            budget: float = DEFAULT_BUDGET, defect_groups: Sequence[str] | None = None,
-           good_groups: Sequence[str] | None = None, chunk: int = CHUNK, progress: Progress = silent,
+           good_groups: Sequence[str] | None = None, chunk: int | None = None, progress: Progress = silent,
            prefer: str = "balanced", min_dice: float = 0.0) -> dict[str, Any]:
     """Run ``predict`` ((N, H, W) uint8 images → (N, H, W) probabilities) on images with defects (``masks``
     their labels) and defect-free ones, ``chunk`` images at a time, sweep and choose (:func:`choose` under
@@ -304,8 +304,9 @@ def fit_on(predict: Callable[[np.ndarray], np.ndarray], defect: np.ndarray, mask
     total, done = len(defect) + len(good), 0
     for images, labels, groups in ((defect, masks, defect_groups), (good, None, good_groups)):
         groups = list(groups) if groups is not None else None
-        for s in range(0, len(images), chunk):
-            part = slice(s, s + chunk)
+        step = chunk or chunk_for(images.shape[1:])  # fewer images at a time where they are large
+        for s in range(0, len(images), step):
+            part = slice(s, s + step)
             probs = predict(np.asarray(images[part]))  # an ImageStack reads the chunk from disk here
             tally.add(probs, None if labels is None else np.asarray(labels[part]),
                       None if groups is None else groups[part])

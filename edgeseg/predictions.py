@@ -5,8 +5,9 @@
         write_predictions(runner, ds.images, ["0.png", ...], Path("out"), threshold=0.42,
                           rule=model_mask_rule("runs/demo/model.onnx"), truths=ds.masks, triptych=True)
 
-Images are read, predicted, turned into masks and written ``chunk_size`` at a time, so a folder of any size
-is written in the memory of one chunk of images and probabilities.
+Images are read, predicted, turned into masks and written ``chunk_size`` at a time (fewer for large images:
+:func:`~edgeseg.data.dataset.chunk_for`), so a folder of any size is written in the memory of one chunk of
+images and probabilities. 16-bit images are shown in the pictures by their own percentiles, as 8-bit ones.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgeseg.data.dataset import CHUNK, ImageStack
+from edgeseg.data.dataset import ImageStack, chunk_for
 from edgeseg.errors import BadInput
 from edgeseg.postprocess import MaskRule
 from edgeseg.progress import Progress, silent
@@ -27,7 +28,7 @@ from edgeseg.runners.base import Runner
 def write_predictions(runner: Runner, images: np.ndarray | ImageStack, pngs: Sequence[str], folder: Path,
                       threshold: float, rule: MaskRule | None = None,
                       truths: np.ndarray | ImageStack | None = None, triptych: bool = False, batch_size: int = 16,
-                      chunk_size: int = CHUNK, progress: Progress = silent, shown: Path | None = None) -> None:
+                      chunk_size: int | None = None, progress: Progress = silent, shown: Path | None = None) -> None:
     """Write ``folder/<png>`` (0/255) for each image and, with ``triptych``, ``folder/triptych/<png>``: image |
     truth (when ``truths`` are given) | prediction. Masks follow ``rule`` from ``threshold`` (a plain threshold
     without one). ``folder`` must exist; ``shown`` is the folder named in errors (the final one, when ``folder``
@@ -37,6 +38,7 @@ def write_predictions(runner: Runner, images: np.ndarray | ImageStack, pngs: Seq
 
     if len(pngs) != len(images):
         raise ValueError(f"{len(pngs)} file names for {len(images)} images")
+    chunk_size = chunk_size or chunk_for(images.shape[1:])
     if chunk_size < 1:
         raise ValueError(f"chunk size must be at least 1, got {chunk_size}")
     rule = rule or MaskRule()

@@ -251,3 +251,11 @@ def test_16_bit_colour_is_refused_and_16_bit_gray_stored_as_colour_converted(tmp
     cv2.imwrite(str(root / "a.png"), colour)
     with pytest.raises(BadInput, match="colour image; edgeseg reads grayscale images \\(save it as 16-bit gray\\)"):
         load_images(root)
+
+
+def test_chunks_hold_fewer_images_where_images_are_large():
+    from edgeseg.data.dataset import CHUNK, chunk_for
+
+    assert chunk_for((32, 32)) == chunk_for((256, 256)) == CHUNK
+    assert chunk_for((1024, 1024)) == CHUNK // 16 and chunk_for((768, 1280)) == 4
+    assert chunk_for((4096, 4096)) == 1

@@ -49,6 +49,13 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: probabilities, component labels, histogram indices) near 100 MB; larger chunks buy no speed, because
 #: inference runs in batches of its own size and the metrics work image by image.
 CHUNK = 64
+
+
+def chunk_for(shape: tuple[int, ...], size: int = CHUNK) -> int:
+    """Images of ``shape`` (H, W) a chunk holds: ``size`` up to 256², fewer for larger images so that a chunk
+    keeps the memory of ``size`` 256² images (4 images of 1024²); at least one."""
+    h, w = (int(v) for v in shape[-2:])
+    return max(1, min(size, size * 256 * 256 // max(1, h * w)))
 #: Most images one set may have (about 10 GB of 256² PNGs).
 MAX_COUNT = 10_000_000
 
