@@ -17,6 +17,7 @@ Library code: no printing, progress goes through the ``progress(done, total, mes
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -74,6 +75,9 @@ class TrainConfig:
     mix: str | None = None
     defect_ratio: float = 0.75
     contrast_sigma: list[float] | None = None
+    #: A trained model (.keras with its manifest) whose weights the run starts from: fine-tuning a network
+    #: trained on synthetic noise to a line's images. Its network and builder arguments must be this run's.
+    init: str | None = None
 
     @property
     def on_line(self) -> bool:
@@ -133,10 +137,30 @@ def check(cfg: TrainConfig) -> None:
     _synth_config(cfg)
     if cfg.curriculum:
         Curriculum.parse(cfg.curriculum)
+    if cfg.init:
+        _check_init(cfg)
     if cfg.on_line:
         from edgeseg.data.sources import parse_mix
 
         parse_mix(cfg.mix, {"backgrounds": bool(cfg.backgrounds), "data": bool(cfg.data)})
+
+
+def _check_init(cfg: TrainConfig) -> None:
+    """--init names a trained model of this run's network and builder arguments (read from its manifest)."""
+    from edgeseg.artifacts import read_manifest
+
+    path = Path(cfg.init)
+    if path.suffix != ".keras" or not path.is_file():
+        raise EdgesegError(f"--init {path}: expected a trained .keras model (edgeseg train writes model.keras)")
+    m = read_manifest(path)
+    if m is None:
+        raise EdgesegError(f"--init {path} has no manifest ({path}.json): which network it is cannot be checked")
+    saved = m.get("config") or {}
+    name, kwargs = saved.get("model"), saved.get("model_kwargs", {})
+    if (name, kwargs) != (cfg.model, cfg.model_kwargs):
+        args = " ".join(f"--model-arg {k}={json.dumps(v)}" for k, v in kwargs.items())
+        raise EdgesegError(f"--init {path} is a {name} network {kwargs or ''}; train the same one to start from it: "
+                           f"--model {name} {args}".rstrip())
 
 
 def _predict(model, images: np.ndarray, batch: int = 16) -> np.ndarray:
@@ -235,6 +259,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: Pro
         if resume:
             state = ckpt.load(model, optimizer)
             state["config"] = cfg.to_dict()
+        elif cfg.init:
+            model.set_weights(keras.models.load_model(cfg.init, compile=False).get_weights())
     state["distribution"] = dist.describe()
 
     augmentation = AugmentConfig() if cfg.augment else NONE
@@ -341,7 +367,7 @@ def _finish(cfg: TrainConfig, out: Path, ckpt: _Checkpoint, state: dict[str, Any
     if held is not None:
         from edgeseg.trainer_data import fitting_stacks
 
-        defect, masks, good = fitting_stacks(held.held, cfg.fit_count, cfg.val_seed)
+        defect, masks, good = fitting_stacks(held.held, cfg.fit_count, cfg.val_seed, cfg.crop)
         point = {**operating.fit_on(predict, defect, masks, good, cfg.fa_budget, progress=fit_progress),
                  "fitting_set": {"defect_images": cfg.fit_count, "good_images": cfg.fit_count,
                                  "seed": [cfg.val_seed, 1], "from": "held-out line images"}}

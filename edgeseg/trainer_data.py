@@ -111,8 +111,9 @@ class DrawnStack:
     fitting set of thousands of crops costs the memory of one slice. ``part`` is 0 (images) or 1 (masks); the
     last slice is kept, so reading images and then masks of the same slice draws once."""
 
-    def __init__(self, draw, count: int, seed, part: int, shared: dict | None = None):
+    def __init__(self, draw, count: int, seed, part: int, size: int, shared: dict | None = None):
         self.draw, self.count, self.seed, self.part = draw, count, seed, part
+        self.shape = (count, size, size)
         self.shared = {} if shared is None else shared
 
     def __len__(self) -> int:
@@ -126,13 +127,14 @@ class DrawnStack:
         return np.stack([p[self.part] for p in self.shared["pairs"]])
 
 
-def fitting_stacks(held, count: int, seed) -> tuple[DrawnStack, DrawnStack, DrawnStack]:
-    """(defect images, their masks, defect-free images), ``count`` of each, drawn lazily from held-out line
-    images for the operating-point fit (rng ``[seed, 1, k]`` and ``[seed, 2, k]``: apart from validation)."""
+def fitting_stacks(held, count: int, seed, size: int) -> tuple[DrawnStack, DrawnStack, DrawnStack]:
+    """(defect images, their masks, defect-free images), ``count`` crops of ``size``² each, drawn lazily from
+    held-out line images for the operating-point fit (rng ``[seed, 1, k]`` and ``[seed, 2, k]``: apart from
+    validation)."""
     shared: dict = {}
-    return (DrawnStack(held.defect, count, [*np.atleast_1d(seed), 1], 0, shared),
-            DrawnStack(held.defect, count, [*np.atleast_1d(seed), 1], 1, shared),
-            DrawnStack(held.good, count, [*np.atleast_1d(seed), 2], 0))
+    return (DrawnStack(held.defect, count, [*np.atleast_1d(seed), 1], 0, size, shared),
+            DrawnStack(held.defect, count, [*np.atleast_1d(seed), 1], 1, size, shared),
+            DrawnStack(held.good, count, [*np.atleast_1d(seed), 2], 0, size))
 
 
 @dataclass

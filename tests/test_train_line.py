@@ -15,7 +15,8 @@ from edgeseg.artifacts import read_json  # noqa: E402
 from edgeseg.cli.app import app  # noqa: E402
 from edgeseg.data.dataset import write_dataset  # noqa: E402
 from edgeseg.data.synth import PRESETS  # noqa: E402
-from edgeseg.train import TrainConfig, finish, train  # noqa: E402
+from edgeseg.errors import EdgesegError  # noqa: E402
+from edgeseg.train import TrainConfig, check, finish, train  # noqa: E402
 
 TINY = dict(model="inline", model_kwargs={"width": 4, "stem": 8}, epochs=2, steps_per_epoch=6, batch_size=4,
             crop=64, val_count=4, fit_count=4, learning_rate=1e-2)
@@ -90,3 +91,21 @@ def test_bad_line_options_are_one_line_errors(tmp_path, args, message):
     assert r.exit_code == 1, r.output
     assert message in r.output and "Traceback" not in r.output
     assert not (tmp_path / "run" / "model.keras").exists()
+
+
+@pytest.mark.slow
+def test_init_starts_from_a_trained_model_of_the_same_network(tmp_path):
+    import keras
+
+    first = train(TrainConfig(**{**TINY, "epochs": 1, "steps_per_epoch": 2}), tmp_path / "first")
+    bgs = _write_backgrounds(tmp_path / "good")
+    cfg = TrainConfig(**{**TINY, "epochs": 1, "steps_per_epoch": 1, "learning_rate": 1e-9}, backgrounds=str(bgs),
+                      init=first["path"])
+    train(cfg, tmp_path / "second")
+    a = keras.models.load_model(first["path"], compile=False).get_weights()
+    b = keras.models.load_model(tmp_path / "second" / "model.keras", compile=False).get_weights()
+    # One step at a vanishing learning rate: the weights are the first model's (BatchNorm statistics move a little).
+    assert max(float(abs(x - y).max()) for x, y in zip(a, b) if x.ndim == 4) < 1e-5
+    other = TrainConfig(**{**TINY, "model_kwargs": {"width": 8, "stem": 8}}, init=first["path"])
+    with pytest.raises(EdgesegError, match="--model inline --model-arg width=4 --model-arg stem=8"):
+        check(other)

@@ -32,6 +32,9 @@ Examples:
   On your line's defect-free images, defects 0.5-2 local sigma, a quarter synthetic noise:
     edgeseg train --backgrounds line/good --contrast-sigma 0.5:2 --mix backgrounds:3,synthetic:1 --out runs/line
 
+  The demo network fine-tuned to your line:
+    edgeseg train --init runs/demo/model.keras --backgrounds line/good --contrast-sigma 0.5:4 --out runs/line
+
   Your labelled images mixed with defects placed on your backgrounds:
     edgeseg train --backgrounds line/good --data line/labelled --mix backgrounds:1,data:1 --out runs/line
 
@@ -98,6 +101,7 @@ def train(
     mix: Optional[str] = typer.Option(None, "--mix", help="Weights of the sources, e.g. backgrounds:3,synthetic:1 (default: the given folders, equally)."),
     defect_ratio: float = typer.Option(_D.defect_ratio, "--defect-ratio", help="Share of line crops that carry a defect (placed on backgrounds, or a labelled one under the crop)."),
     contrast_sigma: Optional[str] = typer.Option(None, "--contrast-sigma", help="Contrast of the defects placed on --backgrounds in local noise sigma, LO:HI (default: the preset's gray levels)."),
+    init: Optional[Path] = typer.Option(None, "--init", help="Start from this trained model's weights (e.g. runs/demo/model.keras: fine-tune to your line); same --model and --model-arg."),
     resume: bool = typer.Option(False, "--resume", help="Continue the checkpoint in --out at its next epoch."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     force: bool = force_option(),
@@ -112,10 +116,11 @@ def train(
                       augment=augment, patience=patience, val_count=val_count, fa_budget=fa_budget,
                       fit_count=fit_count, workers=workers, devices=devices, strategy=strategy,
                       backgrounds=_path(backgrounds), data=_path(data), val_backgrounds=_path(val_backgrounds),
-                      val_data=_path(val_data), mix=mix, defect_ratio=defect_ratio,
+                      val_data=_path(val_data), mix=mix, defect_ratio=defect_ratio, init=_path(init),
                       contrast_sigma=list(parse_range(contrast_sigma, float, "--contrast-sigma")) if contrast_sigma else None)
     # Before anything else, not after training: an unwritable --out, a dataset or an earlier run there fails now.
-    inputs = {"--backgrounds": backgrounds, "--data": data, "--val-backgrounds": val_backgrounds, "--val-data": val_data}
+    inputs = {"--backgrounds": backgrounds, "--data": data, "--val-backgrounds": val_backgrounds, "--val-data": val_data,
+              "--init": init}
     claim_outputs([Output(out, Kind.resumed_run if resume else Kind.run)],
                   {k: v for k, v in inputs.items() if v is not None}, force=force)
     check(cfg)
