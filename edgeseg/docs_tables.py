@@ -260,6 +260,20 @@ def _bench_value(doc: dict[str, Any], run: str) -> str:
             f"(`{_name(b['model'], run)}`)")
 
 
+def curve_table(doc: dict[str, Any], run: str) -> str:
+    """``edgeseg contrast-curve`` JSON: each detector's recall per contrast at its fitted point, and the false
+    blobs per defect-free test image that point costs."""
+    unit = "σ" if doc["contrast_unit"] == "local noise sigma" else "levels"
+    contrasts = [c["contrast"] for c in doc["models"][0]["curve"]]
+    head = ["detector", "false blobs / image", *[f"{c:g} {unit}" for c in contrasts], "Dice (highest)"]
+    rows = []
+    for m in doc["models"]:
+        label = _name(m["model"], run) if m["model"] != "classical" else f"classical (t_high {m['options']['t_high']:g})"
+        fp = _num(m["test_good"]["fp_blobs_per_image"]) + ("" if m["fit"]["within_budget"] else " (over budget)")
+        rows.append([label, fp, *[_num(c["defect_recall"], 2) for c in m["curve"]], _num(m["curve"][-1]["dice"])])
+    return _table(head, rows)
+
+
 @dataclass(frozen=True)
 class Block:
     """What a marker name renders: its JSON (relative to the run folder) and the function that renders it."""
@@ -275,6 +289,7 @@ TABLES: dict[str, Block] = {
     "compare": Block("compare.json", compare_table),
     "detectability": Block("detectability.json", detectability_table),
     "bench": Block("bench.json", bench_table),
+    **{f"line.{s}": Block(f"line/{s}/curve.json", curve_table) for s in ("brick", "moon", "grass", "gravel")},
 }
 VALUES: dict[str, Block] = {
     **{f"eval.{s}": Block("metrics.json", _eval_value(s)) for s in ("seed", "gauss", "vary")},
