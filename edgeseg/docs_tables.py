@@ -261,16 +261,21 @@ def _bench_value(doc: dict[str, Any], run: str) -> str:
 
 
 def curve_table(doc: dict[str, Any], run: str) -> str:
-    """``edgeseg contrast-curve`` JSON: each detector's recall per contrast at its fitted point, and the false
-    blobs per defect-free test image that point costs."""
+    """``edgeseg contrast-curve`` JSON: each detector's recall per contrast at the same false-alarm rate on the
+    test images (its lowest threshold within the budget there), or, where no threshold gets there, at its
+    fitted point with the false blobs that costs."""
     unit = "σ" if doc["contrast_unit"] == "local noise sigma" else "levels"
     contrasts = [c["contrast"] for c in doc["models"][0]["curve"]]
-    head = ["detector", "false blobs / image", *[f"{c:g} {unit}" for c in contrasts], "Dice (highest)"]
+    head = ["detector", "threshold", "false blobs / image", *[f"{c:g} {unit}" for c in contrasts], "Dice (highest)"]
     rows = []
     for m in doc["models"]:
         label = _name(m["model"], run) if m["model"] != "classical" else f"classical (t_high {m['options']['t_high']:g})"
-        fp = _num(m["test_good"]["fp_blobs_per_image"]) + ("" if m["fit"]["within_budget"] else " (over budget)")
-        rows.append([label, fp, *[_num(c["defect_recall"], 2) for c in m["curve"]], _num(m["curve"][-1]["dice"])])
+        matched = m.get("matched")
+        curve = matched["curve"] if matched else m["curve"]
+        t = matched["threshold"] if matched else m["threshold"]
+        fp = (_num(matched["fp_blobs_per_image"]) if matched
+              else _num(m["test_good"]["fp_blobs_per_image"]) + " (no threshold within budget)")
+        rows.append([label, f"{t:g}", fp, *[_num(c["defect_recall"], 2) for c in curve], _num(curve[-1]["dice"])])
     return _table(head, rows)
 
 

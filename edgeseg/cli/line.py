@@ -100,27 +100,39 @@ def contrast_curve(
     report.update(command=sys.argv, environment=environment())
     if plot:
         cc.plot(report, plot, title)
-    emit_report(report, [_table(report)], json_out)
+    emit_report(report, _tables(report), json_out)
 
 
-def _table(report):
+def _tables(report):
     from rich.table import Table
 
-    from edgeseg.cli.format import num, pct
+    from edgeseg.cli.format import num, pct, sig
 
     unit = "σ" if report["contrast_unit"] == "local noise sigma" else "levels"
-    table = Table(title=f"defect recall by contrast ({unit}), each fitted to <= {report['budget']:g} false blobs/image; "
-                        "FP/img on defect-free test crops, Dice at the highest contrast")
-    table.add_column("model")
-    table.add_column("FP/img", justify="right")
-    for c in report["models"][0]["curve"]:
-        table.add_column(f"{c['contrast']:g}", justify="right")
-    table.add_column("Dice", justify="right")
+    contrasts = [c["contrast"] for c in report["models"][0]["curve"]]
+    budget = report["budget"]
+
+    def table(title):
+        t = Table(title=title)
+        for name in ("model", "threshold", "FP/img", *[f"{c:g}" for c in contrasts], "Dice"):
+            t.add_column(name, justify="left" if name == "model" else "right")
+        return t
+
+    fitted = table(f"defect recall by contrast ({unit}) at the point fitted on --val to <= {budget:g} false "
+                   "blobs/image; FP/img measured on the defect-free test crops")
+    matched = table(f"defect recall by contrast ({unit}) at the lowest threshold with <= {budget:g} false "
+                    "blobs/image on the defect-free test crops (the same false-alarm rate for every detector)")
     for m in report["models"]:
-        table.add_row(m["label"],
-                      num(m["test_good"]["fp_blobs_per_image"], 3), *[pct(c["defect_recall"], 0) for c in m["curve"]],
-                      num(m["curve"][-1]["dice"]))
-    return table
+        c = m["curve"]
+        fitted.add_row(m["label"], sig(m["threshold"]), num(m["test_good"]["fp_blobs_per_image"], 3),
+                       *[pct(p["defect_recall"], 0) for p in c], num(c[-1]["dice"]))
+        if m["matched"]:
+            mc = m["matched"]
+            matched.add_row(m["label"], sig(mc["threshold"]), num(mc["fp_blobs_per_image"], 3),
+                            *[pct(p["defect_recall"], 0) for p in mc["curve"]], num(mc["curve"][-1]["dice"]))
+        else:
+            matched.add_row(m["label"], "-", "over", *["-" for _ in contrasts], "-")
+    return [fitted, matched]
 
 
 @user_errors
