@@ -154,3 +154,22 @@ def test_main_prints_one_line_and_warns_on_stderr(run, tmp_path, capsys):
     out, err = capsys.readouterr()
     assert out.count("\n") == 1 and "1 blocks rendered" in out and "1 left as they were" in out
     assert "bench.json not found" in err
+
+
+def test_curve_table_shows_the_matched_curve_or_says_over_budget(tmp_path):
+    def model(name, matched):
+        curve = [{"contrast": c, "defect_recall": r, "dice": 0.9} for c, r in ((0.5, 0.25), (1.0, 0.75))]
+        return {"model": name, "options": {"t_high": 12.0} if name == "classical" else {}, "threshold": 0.95,
+                "test_good": {"fp_blobs_per_image": 0.5}, "fit": {"within_budget": False}, "curve": curve,
+                "matched": matched and {"threshold": 0.98, "fp_blobs_per_image": 0.005,
+                                        "curve": [{**p, "defect_recall": p["defect_recall"] / 5} for p in curve]}}
+
+    doc = {"contrast_unit": "local noise sigma", "command": ["edgeseg", "contrast-curve"],
+           "models": [model(str(tmp_path / "line" / "brick" / "model.keras"), True), model("classical", False)]}
+    (tmp_path / "line" / "brick").mkdir(parents=True)
+    (tmp_path / "line" / "brick" / "curve.json").write_text(json.dumps(doc))
+    text, report = render_text("<!-- table:line.brick --><!-- /table:line.brick -->", tmp_path)
+    assert report.rendered == ["table:line.brick"]
+    assert "| detector | threshold | false blobs / image | 0.5 σ | 1 σ | Dice (highest) |" in text
+    assert "| line/brick/model.keras | 0.98 | 0.005 | 0.05 | 0.15 | 0.900 |" in text
+    assert "| classical (t_high 12) | 0.95 | 0.500 (no threshold within budget) | 0.25 | 0.75 | 0.900 |" in text
