@@ -9,7 +9,7 @@ RUN    ?= runs/demo
 CUDA_ROOT ?= /usr/local/cuda
 DATA   ?= $(RUN)/data
 
-.PHONY: setup demo demo-line test test-gpu gpu-check onnx calib engines bench bench-overhead bench-nets bench-stream jetson-setup clean help docs deploy-configs serve-env
+.PHONY: setup demo demo-line bench-fullsize test test-gpu gpu-check onnx calib engines bench bench-overhead bench-nets bench-stream jetson-setup clean help docs deploy-configs serve-env
 
 help:
 	@echo "make demo      generate → train → evaluate → export → FP16/INT8 → compare, on the CPU ($(RUN)/)"
@@ -17,6 +17,7 @@ help:
 	@echo "make demo-line train and measure on real surfaces (scikit-image photographs) beside the demo's network ($(RUN)/line/)"
 	@echo "make bench     single vs batched speed of the demo's models ($(RUN)/bench.json, bench.png)"
 	@echo "make bench-overhead bench-nets bench-stream   harness cost; UNet vs inline; a 10,000-frame stream"
+	@echo "make bench-fullsize   16-bit 1024² frames: exported at full size vs tiled through the 256² file"
 	@echo "make onnx calib engines   deployment steps; engines need TensorRT (GPU host or Jetson)"
 	@echo "make test-gpu  the GPU tests; fail instead of skipping where TensorRT/pycuda/GPU are missing"
 	@echo "make gpu-check one report of what a GPU host runs: engines, GPU tests, ORT vs FP16 vs INT8 speed"
@@ -78,6 +79,16 @@ demo-line: setup
 	    --test $(LINE)/surfaces/$$s/test --val $(LINE)/surfaces/$$s/val --fa-budget $(LINE_BUDGET) $(LINE_CURVE) \
 	    --json $(LINE)/$$s/curve.json --plot $(LINE)/$$s/curve.png --title $$s --force || exit 1; \
 	done
+
+# Full-size frames (docs/benchmarks.md): 16-bit 1024² images through the demo network exported for 1024², beside
+# its 256² file, which runs them in overlapping tiles.
+FULL ?= $(RUN)/full
+bench-fullsize: setup
+	@test -f $(RUN)/model.keras -a -f $(RUN)/model.onnx || { echo "no $(RUN)/model.keras or model.onnx: run make demo first"; exit 1; }
+	$(BIN)/edgeseg generate --preset test --image-size 1024 --count 16 --bits 16 --seed 7001 --out $(FULL)/data --force
+	$(BIN)/edgeseg export --model $(RUN)/model.keras --shape 1024x1024 --out $(FULL)/model.1024.onnx --force
+	$(BIN)/edgeseg bench --model $(FULL)/model.1024.onnx --model $(RUN)/model.onnx --data $(FULL)/data \
+	  --batch-sizes 1,4 --duration-s $(BENCH_S) --json $(FULL)/bench.json
 
 # Benchmarks (docs/benchmarks.md). BENCH_S seconds per point keeps a 2-core machine's sweep to minutes.
 BENCH_S       ?= 3

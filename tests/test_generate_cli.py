@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -73,3 +74,26 @@ def test_help_shows_examples():
     r = runner.invoke(app, ["generate", "--help"])
     assert r.exit_code == 0
     assert "--preset seed --count 200" in r.stdout and "--good-fraction" in r.stdout
+
+
+def test_sixteen_bit_files_hold_the_same_images_and_score_the_same(tmp_path):
+    import json
+
+    from edgeseg.data.dataset import load_dataset
+
+    for bits in (8, 16):
+        r = CliRunner().invoke(app, ["generate", "--preset", "test", "--image-size", "96", "--defect-size", "8:24",
+                                     "--count", "4", "--bits", str(bits), "--out", str(tmp_path / f"b{bits}")])
+        assert r.exit_code == 0, r.output
+    eight, sixteen = load_dataset(tmp_path / "b8"), load_dataset(tmp_path / "b16")
+    assert sixteen.images.dtype == np.uint16
+    np.testing.assert_array_equal(np.asarray(sixteen.images), np.asarray(eight.images).astype(np.uint16) * 257)
+    reports = []
+    for bits in (8, 16):
+        out = tmp_path / f"e{bits}.json"
+        r = CliRunner().invoke(app, ["eval", "--model", "classical", "--data", str(tmp_path / f"b{bits}"), "--json", str(out)])
+        assert r.exit_code == 0, r.output
+        reports.append(json.loads(out.read_text())["results"][0]["thresholds"])
+    assert reports[0] == reports[1]
+    r = CliRunner().invoke(app, ["generate", "--bits", "12", "--out", str(tmp_path / "b12")])
+    assert r.exit_code == 1 and "--bits must be 8 or 16" in r.output

@@ -60,6 +60,7 @@ def generate(
     noise_scale: Optional[str] = typer.Option(None, help="Noise std relative to the seed's 7.2, LO:HI per image, within 0..10."),
     level_shift: Optional[str] = typer.Option(None, help="Background level shift from 112, LO:HI gray levels per image, within -112..143."),
     illumination: Optional[float] = typer.Option(None, help="Max peak-to-peak of a smooth lighting field, 0..255 gray levels."),
+    bits: int = typer.Option(8, "--bits", help="8, or 16: the same images in 16-bit files (each level x 257), as a 16-bit camera writes them."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     force: bool = force_option(),
 ) -> None:
@@ -97,14 +98,18 @@ def generate(
                         ("image_size", image_size), ("illumination", illumination)):
         if value is not None:
             changes[name] = value
+    if bits not in (8, 16):
+        raise EdgesegError(f"--bits must be 8 or 16, got {bits}")
     if backgrounds is not None:
+        if bits != 8:
+            raise EdgesegError("--bits does not apply with --backgrounds: images are written at the backgrounds' depth")
         _generate_on_backgrounds(out, backgrounds, cfg, changes, count, seed, contrast_sigma is not None, crop,
                                  quiet, force)
         return
     cfg = cfg.replace(**changes)
     claim_outputs([Output(out, Kind.dataset)], force=force)
     with progress_bar("generate", enabled=not quiet) as progress:
-        path = write_dataset(out, cfg, count, seed, progress)
+        path = write_dataset(out, cfg, count, seed, progress, bits=bits)
     console.print(f"wrote {count} images to {path} (preset {preset}, seed {seed})", highlight=False, soft_wrap=True)
 
 

@@ -377,15 +377,18 @@ def ensure_replaceable(path: str | Path, kind: str) -> None:
 
 
 def write_dataset(out: str | Path, cfg: SynthConfig, count: int, seed: int,
-                  progress: Progress = silent) -> Path:
+                  progress: Progress = silent, bits: int = 8) -> Path:
     """Generate ``count`` images with ``cfg`` from ``seed`` into ``out`` (replaced atomically when complete).
 
-    Writes images/<n>.png, labels/<n>.png (0/255) and manifest.json: the generator config and version,
+    Writes images/<n>.png (``bits`` 16: each level × 257, the same images in 16-bit files, for a line whose camera
+    writes 16 bits), labels/<n>.png (0/255) and manifest.json: the generator config and version,
     the seed, and per image its defects (boxes, shapes, contrasts) and the per-image draws (noise, level,
     illumination), so a set can be regenerated bit for bit and metrics can be broken down by contrast.
     """
     whole("count", count, 1, MAX_COUNT)
     check_seed("seed", seed)
+    if bits not in (8, 16):
+        raise BadInput(f"--bits must be 8 or 16, got {bits}")
     out = Path(out)
     ensure_replaceable(out, "dataset")
     rng = np.random.default_rng(seed)
@@ -396,11 +399,13 @@ def write_dataset(out: str | Path, cfg: SynthConfig, count: int, seed: int,
         for i in range(count):
             s = generate(rng, cfg)
             name = f"{i}.png"
-            if not (cv2.imwrite(str(tmp / "images" / name), s.image)
+            image = s.image if bits == 8 else s.image.astype(np.uint16) * np.uint16(257)
+            if not (cv2.imwrite(str(tmp / "images" / name), image)
                     and cv2.imwrite(str(tmp / "labels" / name), s.mask * np.uint8(255))):
                 raise BadInput(f"could not write {out / 'images' / name} (disk full or not writable?)")
             records.append({"name": name, "defects": [d.to_dict() for d in s.defects], "info": s.info})
             progress(i + 1, count, name)
-        config = {"generator": cfg.to_dict(), "generator_version": GENERATOR_VERSION, "seed": seed, "count": count}
+        config = {"generator": cfg.to_dict(), "generator_version": GENERATOR_VERSION, "seed": seed, "count": count,
+                  **({"bits": 16, "note": "each 8-bit level x 257: the same images in 16-bit files"} if bits == 16 else {})}
         write_json(tmp / "manifest.json", manifest("dataset", config, images=records))
     return out
