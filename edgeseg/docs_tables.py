@@ -279,6 +279,22 @@ def curve_table(doc: dict[str, Any], run: str) -> str:
     return _table(head, rows)
 
 
+def _curve_value(contrast: float) -> Callable[[dict[str, Any], str], str]:
+    """``edgeseg contrast-curve`` JSON: each detector's recall at ``contrast`` at the test's false-alarm budget,
+    in a phrase (``trained on it 94 %, demo network –, classical 32 %``; – where no threshold is within it)."""
+    def render(doc: dict[str, Any], run: str) -> str:
+        parts = []
+        for m in doc["models"]:
+            name = ("classical" if m["model"] == "classical"
+                    else "its own network" if "/line/" in f"/{_name(m['model'], run)}" else "the demo network")
+            point = next((c for c in (m["matched"] or {}).get("curve", []) if c["contrast"] == contrast), None)
+            recall = "–" if point is None else f"{100 * point['defect_recall']:.0f} %"
+            parts.append(f"{name} {recall}")
+        return ", ".join(parts)
+
+    return render
+
+
 @dataclass(frozen=True)
 class Block:
     """What a marker name renders: its JSON (relative to the run folder) and the function that renders it."""
@@ -305,6 +321,7 @@ VALUES: dict[str, Block] = {
     "int8.cpu": Block("compare.json", _precision_value(".int8.cpu.onnx")),
     "detectability": Block("detectability.json", _detectability_value),
     "bench": Block("bench.json", _bench_value),
+    **{f"line.{s}": Block(f"line/{s}/curve.json", _curve_value(1.0)) for s in ("brick", "moon", "grass", "gravel")},
 }
 _KINDS = {"table": TABLES, "value": VALUES}
 _MARKER = re.compile(r"(<!-- (table|value):([\w.-]+) -->)(.*?)(<!-- /\2:\3 -->)", re.DOTALL)

@@ -173,3 +173,15 @@ def test_curve_table_shows_the_matched_curve_or_says_over_budget(tmp_path):
     assert "| detector | threshold | false blobs / image | 0.5 σ | 1 σ | Dice (highest) |" in text
     assert "| line/brick/model.keras | 0.98 | 0.005 | 0.05 | 0.15 | 0.900 |" in text
     assert "| classical (t_high 12) | 0.95 | 0.500 (no threshold within budget) | 0.25 | 0.75 | 0.900 |" in text
+
+
+def test_curve_value_names_each_detector_at_one_sigma(tmp_path):
+    curve = [{"contrast": 1.0, "defect_recall": 0.94, "dice": 0.9}]
+    doc = {"contrast_unit": "local noise sigma", "models": [
+        {"model": str(tmp_path / "line" / "brick" / "model.keras"), "matched": {"curve": curve}},
+        {"model": "/elsewhere/demo/model.keras", "matched": None},
+        {"model": "classical", "matched": {"curve": [{**curve[0], "defect_recall": 0.32}]}}]}
+    (tmp_path / "line" / "brick").mkdir(parents=True)
+    (tmp_path / "line" / "brick" / "curve.json").write_text(json.dumps(doc))
+    text, _ = render_text("<!-- value:line.brick --><!-- /value:line.brick -->", tmp_path)
+    assert "its own network 94 %, the demo network –, classical 32 %" in text
