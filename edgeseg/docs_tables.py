@@ -269,8 +269,9 @@ def curve_table(doc: dict[str, Any], run: str) -> str:
     head = ["detector", "threshold", "false blobs / image", *[f"{c:g} {unit}" for c in contrasts], "Dice (highest)"]
     rows = []
     for m in doc["models"]:
-        label = _name(m["model"], run) if m["model"] != "classical" else f"classical (t_high {m['options']['t_high']:g})"
         matched = m.get("matched")
+        options = (matched or {}).get("options") or m["options"]
+        label = _name(m["model"], run) if m["model"] != "classical" else f"classical (t_high {options['t_high']:g})"
         curve = matched["curve"] if matched else m["curve"]
         t = matched["threshold"] if matched else m["threshold"]
         fp = (_num(matched["fp_blobs_per_image"]) if matched
