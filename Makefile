@@ -9,7 +9,7 @@ RUN    ?= runs/demo
 CUDA_ROOT ?= /usr/local/cuda
 DATA   ?= $(RUN)/data
 
-.PHONY: setup demo demo-line bench-fullsize test test-gpu gpu-check onnx calib engines bench bench-overhead bench-nets bench-stream jetson-setup clean help docs deploy-configs serve-env
+.PHONY: setup demo demo-line bench-fullsize bench-serve test test-gpu gpu-check onnx calib engines bench bench-overhead bench-nets bench-stream jetson-setup clean help docs deploy-configs serve-env
 
 help:
 	@echo "make demo      generate → train → evaluate → export → FP16/INT8 → compare, on the CPU ($(RUN)/)"
@@ -18,6 +18,7 @@ help:
 	@echo "make bench     single vs batched speed of the demo's models ($(RUN)/bench.json, bench.png)"
 	@echo "make bench-overhead bench-nets bench-stream   harness cost; UNet vs inline; a 10,000-frame stream"
 	@echo "make bench-fullsize   16-bit 1024² frames: exported at full size vs tiled through the 256² file"
+	@echo "make bench-serve      8 cameras through a Triton server (edgeseg serve) vs the local stream, 10,000 frames"
 	@echo "make onnx calib engines   deployment steps; engines need TensorRT (GPU host or Jetson)"
 	@echo "make test-gpu  the GPU tests; fail instead of skipping where TensorRT/pycuda/GPU are missing"
 	@echo "make gpu-check one report of what a GPU host runs: engines, GPU tests, ORT vs FP16 vs INT8 speed"
@@ -89,6 +90,22 @@ bench-fullsize: setup
 	$(BIN)/edgeseg export --model $(RUN)/model.keras --shape 1024x1024 --out $(FULL)/model.1024.onnx --force
 	$(BIN)/edgeseg bench --model $(FULL)/model.1024.onnx --model $(RUN)/model.onnx --data $(FULL)/data \
 	  --batch-sizes 1,4 --duration-s $(BENCH_S) --json $(FULL)/bench.json
+
+# Serving (docs/benchmarks.md): the demo's ONNX model behind edgeseg serve (a Triton server, from .venv-serve), 8
+# camera clients at SERVE_RATE frames/s each for SERVE_FRAMES frames in all, then the same model in the local
+# stream at the same total rate. The server is stopped however the run ends.
+SERVE_FRAMES ?= 10000
+SERVE_RATE   ?= 25
+SERVE_PORT   ?= 8000
+bench-serve: setup serve-env
+	@test -f $(RUN)/model.onnx || { echo "no $(RUN)/model.onnx: run make demo first"; exit 1; }
+	$(SERVE_VENV)/bin/edgeseg serve --model $(RUN)/model.onnx --port $(SERVE_PORT) --max-batch 32 --max-queue-delay-us 2000 & \
+	  pid=$$!; trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null' EXIT; \
+	  $(BIN)/python -c "from edgeseg.serving.client import wait_ready; wait_ready('http://127.0.0.1:$(SERVE_PORT)', timeout_s=180)" && \
+	  $(BIN)/edgeseg bench --url http://127.0.0.1:$(SERVE_PORT) -m $(RUN)/model.onnx --cameras 8 --rate $(SERVE_RATE) \
+	    --frames $(SERVE_FRAMES) --json $(RUN)/serve-bench.json --force
+	$(BIN)/edgeseg bench -m $(RUN)/model.onnx --rate $$((8 * $(SERVE_RATE))) --frames $(SERVE_FRAMES) --batch-sizes 8 \
+	  --json $(RUN)/stream-bench.json --force
 
 # Benchmarks (docs/benchmarks.md). BENCH_S seconds per point keeps a 2-core machine's sweep to minutes.
 BENCH_S       ?= 3

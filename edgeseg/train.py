@@ -265,14 +265,14 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: Pro
 
     augmentation = AugmentConfig() if cfg.augment else NONE
     if cfg.on_line:
-        held = line_plan(cfg, synth, curriculum)
-        data = SourceBatches(held.make_source, cfg.batch_size, cfg.steps_per_epoch, cfg.seed, augmentation,
+        plan = line_plan(cfg, synth, curriculum)
+        data = SourceBatches(plan.make_source, cfg.batch_size, cfg.steps_per_epoch, cfg.seed, augmentation,
                              workers=cfg.workers)
     else:
-        held = None
+        plan = None
         data = SynthBatches(synth, cfg.batch_size, cfg.steps_per_epoch, cfg.seed, augmentation, curriculum,
                             workers=cfg.workers)
-    val_x, val_masks = _validation(cfg, held)
+    val_x, val_masks = _validation(cfg, plan)
     truth = GroundTruth.from_masks(val_masks)
     started = time.perf_counter()
     wall_before = float(state["wall_s"])
@@ -313,16 +313,16 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: Pro
 
     if state["epoch"] < cfg.epochs and state["stale"] < cfg.patience:
         model.fit(data, epochs=cfg.epochs, initial_epoch=state["epoch"], callbacks=[Driver()], verbose=0)
-    return _finish(cfg, out, ckpt, state, val_x, truth, progress, held)
+    return _finish(cfg, out, ckpt, state, val_x, truth, progress, plan)
 
 
-def _validation(cfg: TrainConfig, held) -> tuple[np.ndarray, np.ndarray]:
-    """The fixed validation set: held-out line images (``held``: a :class:`~edgeseg.trainer_data.LinePlan`; a
+def _validation(cfg: TrainConfig, plan) -> tuple[np.ndarray, np.ndarray]:
+    """The fixed validation set: held-out line images (``plan``: a :class:`~edgeseg.trainer_data.LinePlan`; a
     tenth of them defect-free) or the synthetic one."""
     from edgeseg.trainer_data import held_out_set, validation_set
 
-    if held is not None:
-        return held_out_set(held.held, cfg.val_count, cfg.val_seed, good_fraction=0.1)
+    if plan is not None:
+        return held_out_set(plan.held, cfg.val_count, cfg.val_seed, good_fraction=0.1)
     return validation_set(cfg.val_seed, cfg.val_count)
 
 
@@ -338,17 +338,17 @@ def finish(out: str | Path) -> dict[str, Any]:
         raise EdgesegError(f"nothing to finish in {out}: no {CHECKPOINT}/state.json")
     state = read_json(ckpt.state)
     cfg = TrainConfig(**state["config"])
-    held = None
+    plan = None
     if cfg.on_line:
         from edgeseg.trainer_data import line_plan
 
-        held = line_plan(cfg, _synth_config(cfg), None)
-    val_x, val_masks = _validation(cfg, held)
-    return _finish(cfg, out, ckpt, state, val_x, GroundTruth.from_masks(val_masks), held=held)
+        plan = line_plan(cfg, _synth_config(cfg), None)
+    val_x, val_masks = _validation(cfg, plan)
+    return _finish(cfg, out, ckpt, state, val_x, GroundTruth.from_masks(val_masks), plan=plan)
 
 
 def _finish(cfg: TrainConfig, out: Path, ckpt: _Checkpoint, state: dict[str, Any], val_x, truth,
-            progress: Progress = silent, held=None) -> dict[str, Any]:
+            progress: Progress = silent, plan=None) -> dict[str, Any]:
     """Reload the best weights into a fresh, uncompiled model, fit its operating point; save it with its
     manifest and history."""
     import edgeseg.models as models
@@ -364,10 +364,10 @@ def _finish(cfg: TrainConfig, out: Path, ckpt: _Checkpoint, state: dict[str, Any
     val = _evaluate(best, val_x, truth)
     predict = lambda images: _predict(best, to_levels(images)[..., None])  # noqa: E731
     fit_progress = lambda done, total, _m="": progress(done, total, "fitting the operating point")  # noqa: E731
-    if held is not None:
+    if plan is not None:
         from edgeseg.trainer_data import fitting_stacks
 
-        defect, masks, good = fitting_stacks(held.held, cfg.fit_count, cfg.val_seed, cfg.crop)
+        defect, masks, good = fitting_stacks(plan.held, cfg.fit_count, cfg.val_seed, cfg.crop)
         point = {**operating.fit_on(predict, defect, masks, good, cfg.fa_budget, progress=fit_progress),
                  "fitting_set": {"defect_images": cfg.fit_count, "good_images": cfg.fit_count,
                                  "seed": [cfg.val_seed, 1], "from": "held-out line images"}}
@@ -382,8 +382,8 @@ def _finish(cfg: TrainConfig, out: Path, ckpt: _Checkpoint, state: dict[str, Any
     training = {"epochs_run": state["epoch"], "best_epoch": state["best_epoch"],
                 "stopped_early": state["epoch"] < cfg.epochs, "wall_s": round(state["wall_s"], 1),
                 "distribution": state.get("distribution", {"strategy": "none", "replicas": 1})}
-    if held is not None:
-        training["line"] = held.described
+    if plan is not None:
+        training["line"] = plan.described
     write_manifest(path, "model", config=cfg.to_dict(), model=info, threshold=threshold, mask_rule=rule,
                    input_scaling=depth.describe(),
                    operating_point=point, validation={**val, "count": cfg.val_count, "seed": cfg.val_seed},

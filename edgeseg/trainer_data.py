@@ -1,11 +1,12 @@
-"""Training and validation data for ``edgeseg train``: fresh synthetic batches on the fly, a fixed
-validation set.
+"""Training and validation data for ``edgeseg train``: fresh batches on the fly, a fixed validation set.
 
-Training never sees the same image twice — every batch is drawn from the generator with an rng seeded by
-(seed, epoch, batch index), so runs are reproducible, a resumed run draws exactly what the uninterrupted
-run would have, and the network cannot overfit a fixed set. The validation set is drawn once, from the
-*evaluation-like* distribution (the seed's contrast 3, with Gaussian noise and elliptical defects mixed in)
-and its own seed, so checkpoints are chosen on the task we are judged on, not on the training recipe.
+Training never sees the same image twice — every batch is drawn with an rng seeded by (seed, epoch, batch
+index), so runs are reproducible, a resumed run draws exactly what the uninterrupted run would have, and the
+network cannot overfit a fixed set. :class:`SynthBatches` draws from the synthetic generator; its validation
+set is drawn once, from the *evaluation-like* distribution (the seed's contrast 3, with Gaussian noise and
+elliptical defects mixed in) and its own seed, so checkpoints are chosen on the task we are judged on, not on
+the training recipe. :class:`SourceBatches` draws from a line's own images (:mod:`edgeseg.data.sources`,
+planned by :func:`line_plan`); its validation set and operating-point fit come from their held-out part.
 """
 
 from __future__ import annotations

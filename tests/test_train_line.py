@@ -67,6 +67,20 @@ def test_sixteen_bit_backgrounds_and_labelled_data_mixed(tmp_path):
     line = read_json(out / "model.keras.json")["training"]["line"]
     assert line["backgrounds"]["bits"] == 16 and line["mix"] == {"backgrounds": 0.5, "data": 0.5}
     assert line["val_data"]["images"] == ["4.png"] and "4.png" not in line["data"]["images"]
+    # The trained model then scores and predicts a 16-bit labelled set of the line's kind, end to end.
+    runner = CliRunner()
+    r = runner.invoke(app, ["generate", "--backgrounds", str(bgs), "--contrast-sigma", "4:6", "--crop", "64",
+                            "--defect-size", "6:20", "--count", "3", "--out", str(tmp_path / "test16")])
+    assert r.exit_code == 0, r.output
+    assert cv2.imread(str(tmp_path / "test16" / "images" / "0.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
+    r = runner.invoke(app, ["eval", "--model", str(out / "model.keras"), "--data", str(tmp_path / "test16"),
+                            "--json", str(tmp_path / "eval.json")])
+    assert r.exit_code == 0, r.output
+    assert read_json(tmp_path / "eval.json")["results"][0]["n_images"] == 3
+    r = runner.invoke(app, ["predict", "--model", str(out / "model.keras"), "--input", str(tmp_path / "test16"),
+                            "--out", str(tmp_path / "pred")])
+    assert r.exit_code == 0, r.output
+    assert len(list((tmp_path / "pred").glob("**/*.png"))) >= 3
 
 
 @pytest.mark.parametrize("args, message", [
