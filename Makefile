@@ -70,6 +70,7 @@ LINE_SURFACES ?= brick gravel moon
 LINE_BUDGET   ?= 0.01
 LINE_TRAIN    ?= --contrast-sigma 0.25:3 --crop 192 --epochs 30 --steps-per-epoch 100 --fit-count 200
 LINE_CURVE    ?= --contrast-sigma 0.25,0.5,0.75,1,1.5,2,3 --count 200 --fit-count 200
+LINE_CALIB    ?= brick
 demo-line: setup
 	@test -f $(RUN)/model.keras || { echo "no $(RUN)/model.keras: run make demo first"; exit 1; }
 	$(BIN)/edgeseg surfaces --out $(LINE)/surfaces $(foreach s,$(LINE_SURFACES),--name $(s)) --force
@@ -80,6 +81,12 @@ demo-line: setup
 	    --test $(LINE)/surfaces/$$s/test --val $(LINE)/surfaces/$$s/val --fa-budget $(LINE_BUDGET) $(LINE_CURVE) \
 	    --json $(LINE)/$$s/curve.json --plot $(LINE)/$$s/curve.png --title $$s --force || exit 1; \
 	done
+	# INT8 calibrated on generated images against calibrated on the line's own (LINE_CALIB's training region).
+	$(BIN)/edgeseg generate --backgrounds $(LINE)/surfaces/$(LINE_CALIB)/test --contrast-sigma 0.5:2 --crop 192 --count 200 --seed 11 --out $(LINE)/$(LINE_CALIB)/test-set --force
+	$(BIN)/edgeseg export --model $(LINE)/$(LINE_CALIB)/model.keras --shape 192x192 --out $(LINE)/$(LINE_CALIB)/model.onnx --force
+	$(BIN)/edgeseg quantize --model $(LINE)/$(LINE_CALIB)/model.onnx --int8 --force
+	$(BIN)/edgeseg quantize --model $(LINE)/$(LINE_CALIB)/model.onnx --int8 --calib-data $(LINE)/surfaces/$(LINE_CALIB)/train --out $(LINE)/$(LINE_CALIB)/model.int8.line.onnx --force
+	$(BIN)/edgeseg compare --data $(LINE)/$(LINE_CALIB)/test-set --json $(LINE)/$(LINE_CALIB)/calib-compare.json $(LINE)/$(LINE_CALIB)/model.onnx $(LINE)/$(LINE_CALIB)/model.int8.onnx $(LINE)/$(LINE_CALIB)/model.int8.line.onnx
 
 # Full-size frames (docs/benchmarks.md): 16-bit 1024² images through the demo network exported for 1024², beside
 # its 256² file, which runs them in overlapping tiles.

@@ -312,6 +312,7 @@ TABLES: dict[str, Block] = {
     "detectability": Block("detectability.json", detectability_table),
     "bench": Block("bench.json", bench_table),
     **{f"line.{s}": Block(f"line/{s}/curve.json", curve_table) for s in ("brick", "moon", "grass", "gravel")},
+    "line.calib": Block("line/brick/calib-compare.json", compare_table),
 }
 VALUES: dict[str, Block] = {
     **{f"eval.{s}": Block("metrics.json", _eval_value(s)) for s in ("seed", "gauss", "vary")},
