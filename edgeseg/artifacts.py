@@ -179,6 +179,19 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     return write_bytes(path, text.encode())
 
 
+def write_figure(path: str | os.PathLike, fig: Any, dpi: float | str = 110) -> Path:
+    """A matplotlib figure as a PNG at ``path``, written atomically; the figure is closed either way."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    try:
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=dpi, format="png")
+    finally:
+        plt.close(fig)
+    return path
+
+
 def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text())
 

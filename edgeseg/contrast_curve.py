@@ -239,7 +239,7 @@ def plot(report: dict[str, Any], path, title: str = "") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from edgeseg.artifacts import atomic_path
+    from edgeseg.artifacts import write_figure
 
     fig, ax = plt.subplots(figsize=(5.2, 3.6), dpi=120)
     for m in report["models"]:
@@ -261,6 +261,4 @@ def plot(report: dict[str, Any], path, title: str = "") -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp)
-    plt.close(fig)
+    write_figure(path, fig, dpi="figure")

@@ -212,7 +212,7 @@ def assess_contrasts(sets: Sequence[tuple[float, Dataset]], good: Dataset, budge
 def plot_contrasts(report: dict[str, Any], path: str | Path, unit: str) -> Path:
     """Recall vs contrast, one line per false-alarm budget (PNG, written atomically); budgets the good set
     cannot resolve are left out."""
-    from edgeseg.artifacts import atomic_path
+    from edgeseg.artifacts import write_figure
     from edgeseg.deps import require
 
     matplotlib = require("matplotlib")
@@ -237,11 +237,7 @@ def plot_contrasts(report: dict[str, Any], path: str | Path, unit: str) -> Path:
     ax.legend(fontsize=8, loc="lower right")
     ax.set_title(f"detectability on {Path(report['good']['path']).name}: recall vs contrast", fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    return write_figure(path, fig)
 
 
 def assess_line(backgrounds, cfg, crop: int, count: int, seed: int, relative: bool = False,

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeseg.artifacts import read_json, write_json
+from edgeseg.artifacts import read_json, write_figure, write_json
 from edgeseg.errors import EdgesegError
 from edgeseg.progress import Progress, silent
 
@@ -398,6 +398,4 @@ def plot(report: dict[str, Any], path: Path) -> Path | None:
         ax.set_ylabel(f"Dice on {sets[0]}")
         ax.set_title("speed / accuracy")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return write_figure(path, fig)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from edgeseg.artifacts import atomic_path, environment, read_json, write_json
+from edgeseg.artifacts import environment, read_json, write_figure, write_json
 from edgeseg.bench.stats import SATURATION_GAIN, saturation_batch
 from edgeseg.errors import EdgesegError
 
@@ -231,8 +231,4 @@ def plot(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
     ax1.legend(fontsize=7)
     fig.suptitle("edgeseg bench: throughput and tail latency vs batch size")
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    return write_figure(path, fig)

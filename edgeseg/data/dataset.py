@@ -376,6 +376,14 @@ def ensure_replaceable(path: str | Path, kind: str) -> None:
         raise BadInput(f"{p} exists and is not an edgeseg {kind} folder; refusing to overwrite it (choose another --out)")
 
 
+def write_pair(tmp: Path, out: Path, name: str, image: np.ndarray, mask: np.ndarray) -> None:
+    """``image`` and its {0, 1} ``mask`` as ``images/name`` and ``labels/name`` (0/255) of a set being written in
+    ``tmp`` (to become ``out``); one line naming the file when the disk refuses."""
+    if not (cv2.imwrite(str(tmp / "images" / name), image)
+            and cv2.imwrite(str(tmp / "labels" / name), mask * np.uint8(255))):
+        raise BadInput(f"could not write {out / 'images' / name} (disk full or not writable?)")
+
+
 def write_dataset(out: str | Path, cfg: SynthConfig, count: int, seed: int,
                   progress: Progress = silent, bits: int = 8) -> Path:
     """Generate ``count`` images with ``cfg`` from ``seed`` into ``out`` (replaced atomically when complete).
@@ -399,10 +407,7 @@ def write_dataset(out: str | Path, cfg: SynthConfig, count: int, seed: int,
         for i in range(count):
             s = generate(rng, cfg)
             name = f"{i}.png"
-            image = s.image if bits == 8 else s.image.astype(np.uint16) * np.uint16(257)
-            if not (cv2.imwrite(str(tmp / "images" / name), image)
-                    and cv2.imwrite(str(tmp / "labels" / name), s.mask * np.uint8(255))):
-                raise BadInput(f"could not write {out / 'images' / name} (disk full or not writable?)")
+            write_pair(tmp, out, name, s.image if bits == 8 else s.image.astype(np.uint16) * np.uint16(257), s.mask)
             records.append({"name": name, "defects": [d.to_dict() for d in s.defects], "info": s.info})
             progress(i + 1, count, name)
         config = {"generator": cfg.to_dict(), "generator_version": GENERATOR_VERSION, "seed": seed, "count": count,

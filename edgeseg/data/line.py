@@ -19,12 +19,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from edgeseg.artifacts import atomic_dir, manifest, write_json
 from edgeseg.data.backgrounds import Backgrounds, draw, random_crop
-from edgeseg.data.dataset import CHUNK, MAX_COUNT, Dataset, ImageStack, ensure_replaceable
+from edgeseg.data.dataset import CHUNK, MAX_COUNT, Dataset, ImageStack, ensure_replaceable, write_pair
 from edgeseg.data.synth import GENERATOR_VERSION, Sample, SynthConfig
 from edgeseg.errors import BadInput
 from edgeseg.progress import Progress, silent
@@ -92,9 +91,7 @@ def write_line_dataset(out: str | Path, backgrounds: Backgrounds, cfg: SynthConf
         for i in range(count):
             s, source = draw(rng, backgrounds, crop, cfg, relative)
             name = f"{i}.png"
-            if not (cv2.imwrite(str(tmp / "images" / name), s.image)
-                    and cv2.imwrite(str(tmp / "labels" / name), s.mask * np.uint8(255))):
-                raise BadInput(f"could not write {out / 'images' / name} (disk full or not writable?)")
+            write_pair(tmp, out, name, s.image, s.mask)
             records.append({"name": name, "defects": s.defects, "source": source})
             progress(i + 1, count, name)
         config = {"generator": defect_config(cfg), "generator_version": GENERATOR_VERSION,
