@@ -138,15 +138,23 @@ def _probs(runner, images: np.ndarray) -> np.ndarray:
     return np.concatenate([predict(images[s : s + 64]).astype(np.float16) for s in range(0, len(images), 64)])
 
 
-def _matched(good_probs, probs, sets: Sets, rule: MaskRule, budget: float) -> dict[str, Any] | None:
-    """The lowest threshold whose false blobs per defect-free test crop stay within ``budget``, and the recall
-    per contrast there; None when no threshold of :data:`MATCH_THRESHOLDS` does."""
+def _lowest_within(good_probs, sets: Sets, rule: MaskRule, budget: float) -> tuple[float, float] | None:
+    """The lowest threshold of :data:`MATCH_THRESHOLDS` whose false blobs per defect-free test crop stay within
+    ``budget``, and that rate; None when none does."""
     zeros, none = np.zeros(sets.test_good.shape, np.uint8), [[] for _ in sets.test_good]
     for t in MATCH_THRESHOLDS:
         fp = _score(good_probs, zeros, none, t, rule)["fp_blobs_per_image"]
         if fp <= budget:
-            return {"threshold": t, "fp_blobs_per_image": fp, "curve": _curve(probs, sets, t, rule)}
+            return t, fp
     return None
+
+
+def _matched(good_probs, probs, sets: Sets, rule: MaskRule, budget: float) -> dict[str, Any] | None:
+    """The recall per contrast at :func:`_lowest_within`'s threshold; None when there is none."""
+    found = _lowest_within(good_probs, sets, rule, budget)
+    if found is None:
+        return None
+    return {"threshold": found[0], "fp_blobs_per_image": found[1], "curve": _curve(probs, sets, found[0], rule)}
 
 
 def _matched_classical(sets: Sets, rule: MaskRule, budget: float) -> dict[str, Any] | None:
@@ -159,17 +167,13 @@ def _matched_classical(sets: Sets, rule: MaskRule, budget: float) -> dict[str, A
         runner = load_runner("classical", **options).activate()
         try:
             good_probs = _probs(runner, sets.test_good)
-            if _matched(good_probs, {}, _no_contrasts(sets), rule, budget) is None:
+            if _lowest_within(good_probs, sets, rule, budget) is None:
                 continue
             probs = {c: _probs(runner, images) for c, (images, _, _) in sets.test.items()}
         finally:
             runner.deactivate()
         return {**_matched(good_probs, probs, sets, rule, budget), "options": options}
     return None
-
-
-def _no_contrasts(sets: Sets) -> Sets:
-    return Sets(sets.fit_defect, sets.fit_masks, sets.fit_good, sets.test_good, {})
 
 
 def measure(models: Sequence[str], test: Backgrounds, val: Backgrounds, contrasts: Sequence[float],
@@ -191,17 +195,14 @@ def measure(models: Sequence[str], test: Backgrounds, val: Backgrounds, contrast
     zeros = np.zeros(sets.test_good.shape, np.uint8)
     no_defects = [[] for _ in sets.test_good]
     out = []
-    total = len(models) * (len(contrasts) + 1)
-    done = 0
-    for model in models:
+    for i, model in enumerate(models):
         runner, point, options = _fit(str(model), sets, budget, progress)
         chosen = point["chosen"]
         t, rule = chosen["threshold"], MaskRule.from_dict(chosen["mask_rule"])
         good_probs = _probs(runner, sets.test_good)
         probs = {c: _probs(runner, images) for c, (images, _, _) in sets.test.items()}
         runner.deactivate()
-        done += len(contrasts) + 1
-        progress(done, total, f"{model}: measured")
+        progress(i + 1, len(models), f"{model}: measured")
         good = _score(good_probs, zeros, no_defects, t, rule)
         if str(model) == "classical":
             # Its seed level was fitted on the validation region; on the test region a lower one may keep within
