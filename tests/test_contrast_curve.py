@@ -54,6 +54,8 @@ def test_curve_fits_on_val_and_counts_natural_structure_as_false_alarms(tmp_path
     (["--contrast", "1", "--contrast-sigma", "1"], "give one of --contrast"),
     ([], "give one of --contrast"),
     (["--contrast", "a,b"], "comma-separated list"),
+    (["--contrast", "2,-3"], "contrasts above 0"),
+    (["--contrast-sigma", "nan"], "contrasts above 0"),
     (["--contrast", "2", "--crop", "200"], "smaller than the 200x200 crop"),
 ])
 def test_bad_options_are_one_line(tmp_path, args, message):

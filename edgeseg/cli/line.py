@@ -44,8 +44,9 @@ def _levels(text: str, option: str) -> list[float]:
         values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         values = []
-    if not values or not all(0 < abs(v) < 1e4 for v in values):
-        raise EdgesegError(f"{option} must be a comma-separated list of nonzero contrasts, e.g. 0.5,1,2; got {text!r}")
+    if not values or not all(0 < v < 1e4 for v in values):  # NaN fails too
+        raise EdgesegError(f"{option} must be a comma-separated list of contrasts above 0 (bright defects), e.g. "
+                           f"0.5,1,2; got {text!r}")
     return sorted(set(values))
 
 
