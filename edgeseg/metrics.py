@@ -68,8 +68,16 @@ def _size_bin(area: int) -> str:
     raise AssertionError(area)  # pragma: no cover - bins cover [0, inf)
 
 
-def _contrast_bin(c: float) -> str:
-    """Unit-wide bins labelled by their lower end: 3 means 3 <= c < 4 (integer contrasts map to themselves)."""
+#: The unit of a set's defect contrasts: gray levels, or multiples of the local noise sigma (sets drawn on a line's
+#: backgrounds with ``--contrast-sigma``, whose defects record ``contrast_sigma``).
+LEVELS, SIGMA = "gray levels", "local noise sigma"
+
+
+def _contrast_bin(c: float, unit: str = LEVELS) -> str:
+    """Bins labelled by their lower end: unit-wide for gray levels (3 means 3 <= c < 4; integer contrasts map to
+    themselves), half a sigma wide for local noise sigma (1.5 means 1.5 <= c < 2)."""
+    if unit == SIGMA:
+        return f"{math.floor(2 * c + 1e-9) / 2:g}"
     return str(int(math.floor(c + 1e-9)))
 
 
@@ -85,7 +93,8 @@ class GroundTruth:
 
     ``defects`` (per image, a list of manifest defect dicts with x, y, w, h, shape, contrast, angle) is
     optional; with it the recall is also broken down by contrast (the lowest contrast among the drawn
-    defects that make up a component).
+    defects that make up a component), in ``contrast_unit``: local noise sigma where the defects record
+    ``contrast_sigma``, else gray levels.
     """
 
     masks: np.ndarray  # (N, H, W) bool
@@ -93,6 +102,7 @@ class GroundTruth:
     areas: list[np.ndarray]  # per image, areas of labels 1..n
     size_bins: list[list[str]]
     contrasts: list[list[float | None]] | None
+    contrast_unit: str = LEVELS
 
     @classmethod
     def from_masks(cls, masks: np.ndarray, defects: list[list[dict]] | None = None) -> "GroundTruth":
@@ -104,6 +114,7 @@ class GroundTruth:
         if m.ndim != 3:
             raise ValueError(f"masks must be (N, H, W), got {m.shape}")
         m = m > 0
+        unit = SIGMA if defects and any("contrast_sigma" in d for ds in defects for d in ds) else LEVELS
         labels, areas, size_bins = [], [], []
         contrasts: list[list[float | None]] | None = [] if defects is not None else None
         if defects is not None and len(defects) != len(m):
@@ -114,14 +125,14 @@ class GroundTruth:
             areas.append(area[1:])
             size_bins.append([_size_bin(int(a)) for a in area[1:]])
             if contrasts is not None:
-                contrasts.append(_component_contrasts(lab, n, defects[i]))
-        return cls(m, labels, areas, size_bins, contrasts)
+                contrasts.append(_component_contrasts(lab, n, defects[i], unit))
+        return cls(m, labels, areas, size_bins, contrasts, unit)
 
     def __len__(self) -> int:
         return len(self.masks)
 
 
-def _component_contrasts(labels: np.ndarray, n: int, defects: list[dict]) -> list[float | None]:
+def _component_contrasts(labels: np.ndarray, n: int, defects: list[dict], unit: str = LEVELS) -> list[float | None]:
     """Lowest contrast of the drawn defects whose footprint overlaps each component (None if none does)."""
     out: list[float | None] = [None] * (n - 1)
     h_img, w_img = labels.shape
@@ -131,7 +142,7 @@ def _component_contrasts(labels: np.ndarray, n: int, defects: list[dict]) -> lis
             continue
         hit = np.unique(labels[y : y + h, x : x + w][_footprint(d)])
         for k in hit[hit > 0]:
-            c = float(d["contrast"])
+            c = float(d["contrast_sigma"] if unit == SIGMA else d["contrast"])
             prev = out[k - 1]
             out[k - 1] = c if prev is None else min(prev, c)
     return out
@@ -219,6 +230,7 @@ class Counts:
         self._by_contrast: dict[str, list[int]] = {}
         self._by_size: dict[str, list[int]] = {}
         self._contrasts: bool | None = None  # whether every chunk's truth knew its contrasts
+        self._contrast_unit = LEVELS
 
     @property
     def defect_pixels(self) -> int:
@@ -245,6 +257,8 @@ class Counts:
         self._defective += int(np.count_nonzero(n_gt))
         known = truth.contrasts is not None
         self._contrasts = known if self._contrasts is None else self._contrasts and known
+        if known:
+            self._contrast_unit = truth.contrast_unit
 
         # Defect- and image-level counts need connected components, one image at a time.
         for i in range(len(gt)):
@@ -260,7 +274,8 @@ class Counts:
                     size[0] += 1
                     size[1] += int(found[j])
                     if known and truth.contrasts[i][j] is not None:
-                        contrast = self._by_contrast.setdefault(_contrast_bin(truth.contrasts[i][j]), [0, 0])
+                        contrast = self._by_contrast.setdefault(
+                            _contrast_bin(truth.contrasts[i][j], truth.contrast_unit), [0, 0])
                         contrast[0] += 1
                         contrast[1] += int(found[j])
             if n_pred[i] < MIN_BLOB:  # no blob possible: skip the component pass
@@ -322,6 +337,7 @@ class Counts:
             "overkills": overkills,
             "overkill_rate": _ratio(overkills, n_good, 0.0) if n_good else None,
             "recall_by_contrast": breakdown(self._by_contrast, float) if self._contrasts else None,
+            "contrast_unit": self._contrast_unit if self._contrasts else None,
             "recall_by_size": breakdown(self._by_size, lambda s: float(s.split("-")[0].rstrip("+"))),
         }
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgeseg.metrics import GroundTruth, compute, f1_best_threshold, pixel_f1_curve, wilson_interval
+from edgeseg.metrics import Counts, GroundTruth, compute, f1_best_threshold, pixel_f1_curve, wilson_interval
 
 
 def blank(n: int = 1, size: int = 8) -> np.ndarray:
@@ -186,3 +186,27 @@ def test_recall_comes_with_its_wilson_interval():
     assert m["defects_found"] == 1 and m["n_defects"] == 2
     assert m["defect_recall_ci95"] == pytest.approx(list(wilson_interval(1, 2)))
     assert compute(blank(1, 16).astype(np.float32), blank(1, 16), 0.5)["defect_recall_ci95"] is None
+
+
+def test_recall_by_contrast_in_sigma_where_the_defects_record_it():
+    masks = np.zeros((1, 40, 40), np.uint8)
+    masks[0, 2:10, 2:10] = 1
+    masks[0, 20:30, 20:30] = 1
+    defects = [[{"x": 2, "y": 2, "w": 8, "h": 8, "shape": "rect", "contrast": 30.0, "contrast_sigma": 1.2},
+                {"x": 20, "y": 20, "w": 10, "h": 10, "shape": "rect", "contrast": 9.0, "contrast_sigma": 0.7}]]
+    truth = GroundTruth.from_masks(masks, defects)
+    assert truth.contrast_unit == "local noise sigma" and truth.contrasts == [[1.2, 0.7]]
+    pred = np.zeros((1, 40, 40), bool)
+    pred[0, 2:10, 2:10] = True  # the 1.2 sigma defect found, the 0.7 sigma one missed
+    counts = Counts()
+    counts.add(pred, truth)
+    report = counts.report(0.5)
+    assert report["contrast_unit"] == "local noise sigma"
+    assert report["recall_by_contrast"] == {"0.5": {"n": 1, "found": 0, "recall": 0.0},
+                                            "1": {"n": 1, "found": 1, "recall": 1.0}}
+    # Without contrast_sigma the same defects are binned by gray levels.
+    plain = [[{k: v for k, v in d.items() if k != "contrast_sigma"} for d in defects[0]]]
+    counts = Counts()
+    counts.add(pred, GroundTruth.from_masks(masks, plain))
+    assert counts.report(0.5)["contrast_unit"] == "gray levels"
+    assert set(counts.report(0.5)["recall_by_contrast"]) == {"9", "30"}

@@ -36,7 +36,8 @@ Example:
 
 def _by_contrast(m: dict) -> str:
     bc = m.get("recall_by_contrast") or {}
-    return " ".join(f"{k}:{num(v['recall'], 2)}" for k, v in bc.items()) or "-"
+    unit = "σ" if m.get("contrast_unit") == "local noise sigma" else ""
+    return " ".join(f"{k}{unit}:{num(v['recall'], 2)}" for k, v in bc.items()) or "-"
 
 
 def _table(results: list[dict]):
