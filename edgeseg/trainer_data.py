@@ -168,7 +168,7 @@ def line_plan(cfg, synth: SynthConfig, curriculum: Curriculum | None) -> LinePla
             train_bg, val_bg = bg, load_backgrounds(cfg.val_backgrounds, cfg.crop)
         else:
             keep, held = S.hold_out(len(bg))
-            train_bg, val_bg = S.subset(bg, keep), S.subset(bg, held)
+            train_bg, val_bg = bg.subset(keep), bg.subset(held)
         train_parts["backgrounds"] = S.BackgroundSource(train_bg, base, cfg.crop, cfg.defect_ratio, relative)
         held_defects["backgrounds"] = S.BackgroundSource(val_bg, base, cfg.crop, 1.0, relative)
         clean = S.BackgroundSource(val_bg, base, cfg.crop, 0.0, relative)

@@ -102,3 +102,28 @@ def test_same_seed_same_draw():
                                                                         origin[1]:origin[1] + 40])
     with pytest.raises(BadInput, match="an image of 96x96 has no 128x128 crop"):
         random_crop(np.random.default_rng(1), bg.images[0], 128)
+
+
+def test_a_folder_is_read_when_drawn_and_memory_is_bounded(tmp_path):
+    import cv2
+
+    from edgeseg.data import backgrounds as B
+
+    folder = tmp_path / "bg"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        cv2.imwrite(str(folder / f"{i}.png"), rng.integers(90, 130, (40, 48 + 8 * i)).astype(np.uint8))
+    bg = B.load_backgrounds(folder, 32)
+    assert isinstance(bg.images, B.OnDisk) and not bg.images._kept  # checked, not kept
+    assert bg.shapes == [(40, 48 + 8 * i) for i in range(5)] and bg.dtype == np.uint8
+    bg.images.keep = 2
+    for i in (0, 1, 2, 3, 4, 0):
+        assert bg.images[i].shape == (40, 48 + 8 * i)
+    assert list(bg.images._kept) == [4, 0]  # the last two read
+    part = bg.subset([1, 3])
+    assert part.names == ["1.png", "3.png"] and part.shapes == [(40, 56), (40, 72)]
+    # A file replaced after the check is refused in one line, not read as another image.
+    cv2.imwrite(str(folder / "2.png"), np.zeros((40, 40), np.uint8))
+    with pytest.raises(BadInput, match="changed since"):
+        bg.images[2]

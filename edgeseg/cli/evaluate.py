@@ -306,7 +306,7 @@ def _line_detectability(folder: Path, contrast: str | None, contrast_sigma: str 
     sides = parse_range(defect_size, int, "--defect-size") if defect_size is not None else None
     claim_outputs([report_output(json_out), report_output(plot, "--plot")], {"--backgrounds": folder}, force)
     bg = load_backgrounds(folder, crop or 1)
-    crop = crop or min(256, *(min(img.shape) for img in bg.images))
+    crop = crop or min(256, *(min(shape) for shape in bg.shapes))
     cfg = PRESETS["seed"].replace(image_size=max(crop, MIN_SIZE), contrast=span or (listed[0], listed[0]),
                                   contrast_continuous=True, **({"defect_size": sides} if sides else {}))
     with progress_bar("detectability", enabled=not quiet) as progress:

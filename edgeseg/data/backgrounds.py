@@ -20,6 +20,9 @@ a different thing on brushed metal and on a polished wafer; "1 σ" means the sam
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,44 +38,101 @@ from edgeseg.errors import BadInput
 NOISE_WINDOW = 33
 
 
+#: Background images (and their noise maps) kept in memory at a time: a folder of any size costs at most this
+#: many images, and a folder of up to this many is read from disk once.
+KEEP = 64
+
+
+class OnDisk(Sequence):
+    """A folder's images, read from disk when indexed and the last :data:`KEEP` kept (thread-safe: training's
+    data threads share it). ``shapes`` and ``dtype`` are known without reading."""
+
+    def __init__(self, files: list[Path], shapes: list[tuple[int, int]], dtype, keep: int = KEEP):
+        self.files, self.shapes, self.dtype, self.keep = list(files), list(shapes), np.dtype(dtype), keep
+        self._kept: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        i = range(len(self))[i]
+        with self._lock:
+            if i in self._kept:
+                self._kept.move_to_end(i)
+                return self._kept[i]
+        from edgeseg.data.dataset import read_gray
+
+        img = read_gray(self.files[i])
+        if img.shape != self.shapes[i] or img.dtype != self.dtype:
+            raise BadInput(f"{self.files[i]} changed since its folder was checked ({img.shape[1]}x{img.shape[0]} "
+                           f"{img.dtype}); run the command again")
+        with self._lock:
+            self._kept[i] = img
+            while len(self._kept) > self.keep:
+                self._kept.popitem(last=False)
+        return img
+
+    def subset(self, indices: Sequence[int]) -> "OnDisk":
+        return OnDisk([self.files[i] for i in indices], [self.shapes[i] for i in indices], self.dtype, self.keep)
+
+
 @dataclass
 class Backgrounds:
-    """Defect-free images of one bit depth (sizes may differ), their file names and folder."""
+    """Defect-free images of one bit depth (sizes may differ), their file names and folder. ``images`` is a list
+    of arrays or, from :func:`load_backgrounds`, an :class:`OnDisk` sequence whose memory does not grow with the
+    folder."""
 
-    images: list[np.ndarray]
+    images: Sequence[np.ndarray]
     names: list[str]
     path: Path
-    _noise: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    _noise: OrderedDict = field(default_factory=OrderedDict, repr=False)
 
     def __len__(self) -> int:
         return len(self.images)
 
     @property
+    def shapes(self) -> list[tuple[int, int]]:
+        """Each image's (height, width), without reading the images from disk."""
+        return list(self.images.shapes) if isinstance(self.images, OnDisk) else [i.shape for i in self.images]
+
+    @property
     def dtype(self) -> np.dtype:
-        return self.images[0].dtype
+        return self.images.dtype if isinstance(self.images, OnDisk) else self.images[0].dtype
+
+    def subset(self, indices: Sequence[int]) -> "Backgrounds":
+        """These images only (a training part, a held-out part)."""
+        images = self.images.subset(indices) if isinstance(self.images, OnDisk) else [self.images[i] for i in indices]
+        return Backgrounds(images, [self.names[i] for i in indices], self.path)
 
     def noise(self, i: int) -> np.ndarray:
-        """:func:`local_noise` of image ``i``, computed once."""
-        if i not in self._noise:
+        """:func:`local_noise` of image ``i``; the last :data:`KEEP` are kept."""
+        if i in self._noise:
+            self._noise.move_to_end(i)
+        else:
             self._noise[i] = local_noise(self.images[i])
+            while len(self._noise) > KEEP:
+                self._noise.popitem(last=False)
         return self._noise[i]
 
     def weights(self, size: int) -> np.ndarray:
         """How often each image is drawn: in proportion to the crops of ``size`` it holds, so every place of
         every image is as likely as any other."""
-        n = np.array([(img.shape[0] - size + 1) * (img.shape[1] - size + 1) for img in self.images], float)
+        n = np.array([(h - size + 1) * (w - size + 1) for h, w in self.shapes], float)
         return n / n.sum()
 
     def describe(self) -> dict[str, Any]:
         """For manifests: the folder, the images (name, height, width) and the depth."""
         return {"path": str(self.path), "bits": self.dtype.itemsize * 8,
-                "images": [{"name": n, "height": int(i.shape[0]), "width": int(i.shape[1])}
-                           for n, i in zip(self.names, self.images)]}
+                "images": [{"name": n, "height": int(h), "width": int(w)} for n, (h, w) in zip(self.names, self.shapes)]}
 
 
 def load_backgrounds(path: str | Path, min_size: int) -> Backgrounds:
     """The defect-free images of a folder (either dataset layout; labels, if any, must be empty), each at least
-    ``min_size`` on both sides, all 8-bit or all 16-bit. One-line :class:`BadInput` otherwise."""
+    ``min_size`` on both sides, all 8-bit or all 16-bit. One-line :class:`BadInput` otherwise. Every image is read
+    once here to check it; the returned set reads them again as they are used (:class:`OnDisk`)."""
     from edgeseg.data.dataset import IMAGE_SUFFIXES, image_dir, label_dir, natural_key, read_gray
 
     root = Path(path)
@@ -81,7 +141,7 @@ def load_backgrounds(path: str | Path, min_size: int) -> Backgrounds:
                     and not f.name.startswith(".")), key=lambda f: natural_key(f.name))
     if not files:
         raise BadInput(f"no images in {folder} (expected {', '.join(IMAGE_SUFFIXES)} files of defect-free parts)")
-    images = []
+    shapes, dtype = [], None
     for f in files:
         img = read_gray(f)
         if img.dtype not in (np.uint8, np.uint16):
@@ -89,10 +149,11 @@ def load_backgrounds(path: str | Path, min_size: int) -> Backgrounds:
         if min(img.shape) < min_size:
             raise BadInput(f"{f} is {img.shape[1]}x{img.shape[0]}, smaller than the {min_size}x{min_size} crop; "
                            "give larger images or a smaller --crop")
-        if images and img.dtype != images[0].dtype:
+        if dtype is not None and img.dtype != dtype:
             raise BadInput(f"{f} is {img.dtype.itemsize * 8}-bit but {files[0].name} is "
-                           f"{images[0].dtype.itemsize * 8}-bit; one folder of backgrounds has one bit depth")
-        images.append(img)
+                           f"{dtype.itemsize * 8}-bit; one folder of backgrounds has one bit depth")
+        shapes.append(img.shape)
+        dtype = img.dtype
     labels = label_dir(root)
     if labels is not None:
         for f in files:
@@ -100,7 +161,7 @@ def load_backgrounds(path: str | Path, min_size: int) -> Backgrounds:
             if lab.is_file() and read_gray(lab).any():
                 raise BadInput(f"{lab} marks a defect, but backgrounds must be defect-free; leave that image out "
                                "or use the folder as labelled data (--data)")
-    return Backgrounds(images, [f.name for f in files], root)
+    return Backgrounds(OnDisk(files, shapes, dtype), [f.name for f in files], root)
 
 
 def local_noise(image: np.ndarray, window: int = NOISE_WINDOW) -> np.ndarray:

@@ -49,10 +49,10 @@ def image_shape(backgrounds: Backgrounds, crop: int | None) -> tuple[int, int]:
     one size); one-line BadInput when they differ and no crop is given."""
     if crop is not None:
         return crop, crop
-    first = backgrounds.images[0].shape
-    for name, img in zip(backgrounds.names, backgrounds.images):
-        if img.shape != first:
-            raise BadInput(f"the backgrounds differ in size ({name} is {img.shape[1]}x{img.shape[0]}, "
+    first = backgrounds.shapes[0]
+    for name, shape in zip(backgrounds.names, backgrounds.shapes):
+        if shape != first:
+            raise BadInput(f"the backgrounds differ in size ({name} is {shape[1]}x{shape[0]}, "
                            f"{backgrounds.names[0]} is {first[1]}x{first[0]}) and a dataset holds one size; "
                            "pass --crop N to cut N x N crops")
     return first

@@ -168,9 +168,6 @@ def hold_out(count: int) -> tuple[list[int], list[int]]:
     return [i for i in range(count) if i not in held], held
 
 
-def subset(bg: Backgrounds, indices: list[int]) -> Backgrounds:
-    return Backgrounds([bg.images[i] for i in indices], [bg.names[i] for i in indices], bg.path)
-
 
 def load_labelled(path: str | Path, crop: int) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
     """A labelled folder (the dataset layout edgeseg reads) in memory: images, {0, 1} masks, names; every image
