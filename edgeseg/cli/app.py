@@ -9,8 +9,9 @@ from edgeseg import __version__
 app = typer.Typer(
     name="edgeseg",
     help=(
-        "Inline defect segmentation: generate low-contrast synthetic defects, train Keras networks, "
-        "export to ONNX, quantize to FP16/INT8, build TensorRT engines, evaluate and benchmark.\n\n"
+        "Inline defect segmentation: generate low-contrast synthetic defects (or place them on a line's own "
+        "images), train Keras networks, export to ONNX, quantize to FP16/INT8, build TensorRT engines, evaluate "
+        "and benchmark.\n\n"
         "Quick start:  edgeseg generate --preset test --count 50 --out data/test  &&  "
         "edgeseg eval --model classical --data data/test"
     ),
@@ -42,7 +43,7 @@ def _register() -> None:
     # Each module adds its commands with register(app); the modules import no heavy package at import time.
     import importlib
 
-    for name in ("data", "train", "operating", "evaluate", "deploy", "serving", "check", "bench", "study", "line"):
+    for name in ("data", "train", "operating", "evaluate", "line", "deploy", "serving", "check", "bench", "study"):
         try:
             module = importlib.import_module(f"edgeseg.cli.{name}")
         except ModuleNotFoundError as e:
