@@ -252,8 +252,11 @@ def plot(report: dict[str, Any], path, title: str = "") -> None:
         hi = [p["recall_ci95"][1] for p in curve]
         # At the test's own budget where some threshold reaches it; else (dashed) its fitted point and the
         # false blobs that costs.
-        label_ = (f"{m.get('label') or m['model']}" + (f" (t {matched['threshold']:g})" if matched else
-                  f" ({m['test_good']['fp_blobs_per_image']:.2f} FP/img: over budget)"))
+        name = m.get("label") or m["model"]
+        if m["model"] == "classical":
+            name += f" t_high {((matched or {}).get('options') or m['options'])['t_high']:g}"
+        label_ = name + (f" (threshold {matched['threshold']:g})" if matched else
+                         f" ({m['test_good']['fp_blobs_per_image']:.2f} FP/img: over budget)")
         (line,) = ax.plot(xs, ys, marker="o", label=label_, linestyle="-" if matched else "--")
         ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.15)
     unit = "local noise σ" if report["contrast_unit"] == "local noise sigma" else "gray levels"
