@@ -384,6 +384,30 @@ def write_pair(tmp: Path, out: Path, name: str, image: np.ndarray, mask: np.ndar
         raise BadInput(f"could not write {out / 'images' / name} (disk full or not writable?)")
 
 
+def write_set(out: str | Path, count: int, seed: int, draw: Callable[[np.random.Generator], tuple],
+              config: dict[str, Any], progress: Progress = silent) -> Path:
+    """``count`` images drawn one by one with ``draw(rng) -> (image, mask, record)`` from rng ``seed`` into ``out``
+    (replaced atomically when complete): images/<n>.png, labels/<n>.png (0/255), and manifest.json with ``config``
+    and, per image, its name and ``record``."""
+    whole("count", count, 1, MAX_COUNT)
+    check_seed("seed", seed)
+    out = Path(out)
+    ensure_replaceable(out, "dataset")
+    rng = np.random.default_rng(seed)
+    records = []
+    with atomic_dir(out) as tmp:
+        (tmp / "images").mkdir()
+        (tmp / "labels").mkdir()
+        for i in range(count):
+            image, mask, record = draw(rng)
+            name = f"{i}.png"
+            write_pair(tmp, out, name, image, mask)
+            records.append({"name": name, **record})
+            progress(i + 1, count, name)
+        write_json(tmp / "manifest.json", manifest("dataset", config, images=records))
+    return out
+
+
 def write_dataset(out: str | Path, cfg: SynthConfig, count: int, seed: int,
                   progress: Progress = silent, bits: int = 8) -> Path:
     """Generate ``count`` images with ``cfg`` from ``seed`` into ``out`` (replaced atomically when complete).
@@ -393,24 +417,14 @@ def write_dataset(out: str | Path, cfg: SynthConfig, count: int, seed: int,
     the seed, and per image its defects (boxes, shapes, contrasts) and the per-image draws (noise, level,
     illumination), so a set can be regenerated bit for bit and metrics can be broken down by contrast.
     """
-    whole("count", count, 1, MAX_COUNT)
-    check_seed("seed", seed)
     if bits not in (8, 16):
         raise BadInput(f"--bits must be 8 or 16, got {bits}")
-    out = Path(out)
-    ensure_replaceable(out, "dataset")
-    rng = np.random.default_rng(seed)
-    records = []
-    with atomic_dir(out) as tmp:
-        (tmp / "images").mkdir()
-        (tmp / "labels").mkdir()
-        for i in range(count):
-            s = generate(rng, cfg)
-            name = f"{i}.png"
-            write_pair(tmp, out, name, s.image if bits == 8 else s.image.astype(np.uint16) * np.uint16(257), s.mask)
-            records.append({"name": name, "defects": [d.to_dict() for d in s.defects], "info": s.info})
-            progress(i + 1, count, name)
-        config = {"generator": cfg.to_dict(), "generator_version": GENERATOR_VERSION, "seed": seed, "count": count,
-                  **({"bits": 16, "note": "each 8-bit level x 257: the same images in 16-bit files"} if bits == 16 else {})}
-        write_json(tmp / "manifest.json", manifest("dataset", config, images=records))
-    return out
+
+    def draw(rng: np.random.Generator) -> tuple:
+        s = generate(rng, cfg)
+        image = s.image if bits == 8 else s.image.astype(np.uint16) * np.uint16(257)
+        return image, s.mask, {"defects": [d.to_dict() for d in s.defects], "info": s.info}
+
+    config = {"generator": cfg.to_dict(), "generator_version": GENERATOR_VERSION, "seed": seed, "count": count,
+              **({"bits": 16, "note": "each 8-bit level x 257: the same images in 16-bit files"} if bits == 16 else {})}
+    return write_set(out, count, seed, draw, config, progress)

@@ -21,14 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from edgeseg.artifacts import atomic_dir, manifest, write_json
 from edgeseg.data.backgrounds import Backgrounds, draw, random_crop
-from edgeseg.data.dataset import CHUNK, MAX_COUNT, Dataset, ImageStack, ensure_replaceable, write_pair
+from edgeseg.data.dataset import CHUNK, Dataset, ImageStack, write_set
 from edgeseg.data.synth import GENERATOR_VERSION, Sample, SynthConfig
 from edgeseg.errors import BadInput
 from edgeseg.progress import Progress, silent
-from edgeseg.validate import seed as check_seed
-from edgeseg.validate import whole
 
 #: The knobs of a :class:`SynthConfig` that apply on backgrounds (they bring their own noise, level and lighting).
 DEFECT_KNOBS = ("contrast", "contrast_continuous", "defects", "defect_size", "size_dist", "good_fraction", "shape")
@@ -77,28 +74,16 @@ def write_line_dataset(out: str | Path, backgrounds: Backgrounds, cfg: SynthConf
     ``noise_sigma`` it multiplied) and its source (background name, crop y, x). The same backgrounds, options
     and seed give the same files.
     """
-    whole("count", count, 1, MAX_COUNT)
-    check_seed("seed", seed)
-    shape = image_shape(backgrounds, crop)
-    check_fits(cfg, shape)
-    out = Path(out)
-    ensure_replaceable(out, "dataset")
-    rng = np.random.default_rng(seed)
-    records = []
-    with atomic_dir(out) as tmp:
-        (tmp / "images").mkdir()
-        (tmp / "labels").mkdir()
-        for i in range(count):
-            s, source = draw(rng, backgrounds, crop, cfg, relative)
-            name = f"{i}.png"
-            write_pair(tmp, out, name, s.image, s.mask)
-            records.append({"name": name, "defects": s.defects, "source": source})
-            progress(i + 1, count, name)
-        config = {"generator": defect_config(cfg), "generator_version": GENERATOR_VERSION,
-                  "contrast_unit": UNITS[relative], "gray_levels": LEVELS, "backgrounds": backgrounds.describe(),
-                  "crop": crop, "seed": seed, "count": count}
-        write_json(tmp / "manifest.json", manifest("dataset", config, images=records))
-    return out
+    check_fits(cfg, image_shape(backgrounds, crop))
+
+    def one(rng: np.random.Generator) -> tuple:
+        s, source = draw(rng, backgrounds, crop, cfg, relative)
+        return s.image, s.mask, {"defects": s.defects, "source": source}
+
+    config = {"generator": defect_config(cfg), "generator_version": GENERATOR_VERSION,
+              "contrast_unit": UNITS[relative], "gray_levels": LEVELS, "backgrounds": backgrounds.describe(),
+              "crop": crop, "seed": seed, "count": count}
+    return write_set(out, count, seed, one, config, progress)
 
 
 # -- sets drawn on demand ------------------------------------------------------------------------------
