@@ -115,6 +115,14 @@ class LabelledSource:
         return None
 
 
+def pick(rng: np.random.Generator, names: list[str], weights: dict[str, float]) -> str:
+    """One of ``names``, drawn with their ``weights`` (no draw when there is one)."""
+    if len(names) == 1:
+        return names[0]
+    w = np.array([weights[n] for n in names], float)
+    return names[int(rng.choice(len(names), p=w / w.sum()))]
+
+
 @dataclass
 class Mixed:
     """Several sources, each image drawn from one of them with the given weights."""
@@ -122,14 +130,8 @@ class Mixed:
     sources: dict[str, Any]
     weights: dict[str, float]
 
-    def __post_init__(self) -> None:
-        self._names = list(self.sources)
-        w = np.array([self.weights[n] for n in self._names], float)
-        self._p = w / w.sum()
-
     def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        name = self._names[int(rng.choice(len(self._names), p=self._p))] if len(self._names) > 1 else self._names[0]
-        return self.sources[name].sample(rng)
+        return self.sources[pick(rng, list(self.sources), self.weights)].sample(rng)
 
 
 def parse_mix(text: str | None, given: dict[str, bool]) -> dict[str, float]:
@@ -191,17 +193,13 @@ class HeldOut:
     goods: dict[str, Any]  # name → callable(rng) → levels of a defect-free crop, or None
     weights: dict[str, float]
 
-    def _pick(self, rng: np.random.Generator, names: list[str]) -> str:
-        w = np.array([self.weights[n] for n in names], float)
-        return names[int(rng.choice(len(names), p=w / w.sum()))] if len(names) > 1 else names[0]
-
     def defect(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        return self.defects[self._pick(rng, list(self.defects))].sample(rng)
+        return self.defects[pick(rng, list(self.defects), self.weights)].sample(rng)
 
     def good(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         names = list(self.goods)
         for _ in range(4 * len(names)):
-            image = self.goods[self._pick(rng, names)](rng)
+            image = self.goods[pick(rng, names, self.weights)](rng)
             if image is not None:
                 return image, np.zeros(image.shape, np.uint8)
         raise BadInput("no defect-free crop found in the held-out labelled images; give defect-free images "
