@@ -28,7 +28,9 @@ tritonserver --model-repository REPO. Names, types and shapes come from the mode
 and the ONNX file it was built from); --max-batch stays within an engine's profile; the preferred batch is where
 --bench found throughput stops growing, else the engine profile's OPT, else 8. --mask-output (ONNX) adds output
 mask = uint8(prob >= fitted threshold) to the graph and keeps prob; the mask rule (hysteresis, minimum blob
-area) stays with the client and is recorded in manifest.json.
+area) stays with the client and is recorded in manifest.json. --check then starts the tritonserver PyTriton ships
+(.venv-serve, `make serve-env`) on the entry: it validates config.pbtxt and stops at the ONNX Runtime or TensorRT
+backend, which it does not have; a refused config exits 1 with the server's reason.
 """
 
 _DEEPSTREAM_EPILOG = """\
@@ -116,9 +118,11 @@ def export_triton(
     max_queue_delay_us: int = typer.Option(100, "--max-queue-delay-us", help="How long a request may wait to be batched (µs)."),
     mask_output: bool = typer.Option(False, "--mask-output", help="ONNX: also output mask = uint8(prob >= fitted threshold)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing REPO/NAME."),
+    check: bool = typer.Option(False, "--check", help="Have the local tritonserver (.venv-serve) validate the config."),
 ) -> None:
     """A Triton model-repository entry (config.pbtxt + model) for an ONNX file or engine."""
     from edgeseg.serving.triton import InstanceKind, TritonOptions, export_triton as export
+    from edgeseg.serving.tritoncheck import check_config, find_tritonserver
 
     if preferred_batch is not None and bench is not None:
         raise EdgesegError("choose one of --preferred-batch or --bench")
@@ -130,12 +134,18 @@ def export_triton(
         name=name, max_batch=max_batch, instances=instances, kind=_choice(instance_kind, InstanceKind, "--instance-kind"),
         preferred_batch=tuple(parse_int_list(preferred_batch, "--preferred-batch")) if preferred_batch else None,
         max_queue_delay_us=max_queue_delay_us, bench=bench, mask_output=mask_output, force=force)
+    server = find_tritonserver() if check else None  # a missing serving environment fails before anything is written
     result = export(model, repo, options)
     m = result.model
     extra = f", outputs prob + {result.mask_output} (uint8)" if result.mask_output else ""
     console.print(f"wrote {result.path} ({m.platform}, max batch {m.max_batch}, preferred "
                   f"{','.join(map(str, m.preferred))} from {m.preferred_source}, {m.instances}× {m.kind}{extra})",
                   highlight=False, soft_wrap=True)
+    if server is not None:
+        verdict = check_config(result.path.parent, m.name, server)
+        if verdict.verdict == "rejected":
+            raise EdgesegError(f"wrote {result.path}, but {verdict.summary()}")
+        console.print(verdict.summary(), highlight=False, soft_wrap=True)
 
 
 @user_errors

@@ -9,6 +9,8 @@ starts NVIDIA's own server where one runs here:
   uint8 defect mask;
 * :mod:`~edgeseg.serving.triton` — a Triton model-repository entry (``config.pbtxt`` + ``1/model.onnx`` or
   ``1/model.plan``);
+* :mod:`~edgeseg.serving.tritoncheck` — ``export-triton --check``: the ``tritonserver`` PyTriton ships reads an
+  entry and says whether it accepts the configuration (it has no ONNX Runtime or TensorRT backend to go further);
 * :mod:`~edgeseg.serving.deepstream` — a Gst-nvinfer config and its labels file;
 * :mod:`~edgeseg.serving.server` — ``edgeseg serve``: a Triton server started with NVIDIA's PyTriton (in its
   own environment, ``make serve-env``) serving a model through edgeseg's runner, with dynamic batching;
