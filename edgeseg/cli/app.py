@@ -43,7 +43,8 @@ def _register() -> None:
     # Each module adds its commands with register(app); the modules import no heavy package at import time.
     import importlib
 
-    for name in ("data", "train", "operating", "evaluate", "line", "deploy", "serving", "check", "bench", "study"):
+    for name in ("data", "train", "operating", "evaluate", "equal_fa", "line", "deploy", "serving", "check", "bench",
+                 "study"):
         try:
             module = importlib.import_module(f"edgeseg.cli.{name}")
         except ModuleNotFoundError as e:
