@@ -168,6 +168,42 @@ def test_sweep_checks_every_batch_size_before_timing():
     assert all(r["image_size"] == [16, 16] and r["backend"] == "classical" for r in rows)
 
 
+def test_interleaved_sweep_goes_round_the_models_each_repeat():
+    order = []
+
+    class Logged(BoxRunner):
+        def __init__(self, name):
+            super().__init__()
+            self.name = name
+
+        def _infer(self, batch):
+            if not order or order[-1] != (self.name, batch.shape[0]):
+                order.append((self.name, batch.shape[0]))
+            return super()._infer(batch)
+
+    timing = harness.Timing(warmup_s=0.0, duration_s=0.02, repeats=3)
+    rows = harness.sweep(["a", "b"], [2, 1], timing, loader=lambda m, b=None, **o: Logged(m),
+                         images=harness.bench_images(4, 16), interleave=True)
+    assert [(r["model"], r["batch_size"]) for r in rows] == [("a", 1), ("a", 2), ("b", 1), ("b", 2)]
+    assert order == [("a", 1), ("a", 2), ("b", 1), ("b", 2)] * 3  # one repeat of every point per round
+    for r in rows:
+        assert r["interleaved"] and r["repeats"] == 3 and len(r["images_per_s_repeats"]) == 3
+        assert r["calls"] >= 3 and r["image_size"] == [16, 16] and r["images_per_s"] > 0
+
+
+def test_interleaved_sweep_checks_every_batch_size_before_timing():
+    class Small(BoxRunner):
+        def check_batch_size(self, b):
+            if b > 2:
+                raise EdgesegError(f"batch size {b} is outside the engine's optimization profile (1..2)")
+
+        def _infer(self, batch):
+            raise AssertionError("timed before every point was checked")
+
+    with pytest.raises(EdgesegError, match="outside"):
+        harness.sweep(["a", "b"], [1, 4], FAST, loader=lambda m, b=None, **o: Small(), interleave=True)
+
+
 # -- report --------------------------------------------------------------------------------------------------
 def _rows():
     base = {"backend": "onnxruntime", "latency_ms_p50": 1.0, "latency_ms_p90": 2.0, "latency_ms_p99": 3.0}

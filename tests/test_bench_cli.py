@@ -85,6 +85,17 @@ def test_images_from_a_folder(model, tmp_path):
     assert json.loads((tmp_path / "d.json").read_text())["rows"][0]["image_size"] == [32, 32]
 
 
+def test_interleave_times_models_round_by_round(model, tmp_path):
+    r = invoke("--model", model, "--model", model, "--batch-sizes", "1,2", "--warmup-s", "0", "--duration-s", "0.05",
+               "--repeats", "2", "--interleave", "--json", tmp_path / "i.json")
+    assert r.exit_code == 0, r.output
+    record = json.loads((tmp_path / "i.json").read_text())
+    assert record["config"]["interleave"] is True
+    assert len(record["rows"]) == 4 and all(row["interleaved"] and row["repeats"] == 2 for row in record["rows"])
+    one_error_line(invoke("--model", model, "--interleave", "--rate", "10"), "--interleave", "--rate")
+    one_error_line(invoke("--model", model, "--interleave", "--baseline"), "--interleave", "--baseline")
+
+
 def test_baseline_mode(model, tmp_path):
     r = invoke("--model", model, "--baseline", "--batch-sizes", "1", *FAST, "--json", tmp_path / "o.json")
     assert r.exit_code == 0, r.output

@@ -155,6 +155,54 @@ def warm_up(runner: Runner, batches: Sequence[np.ndarray], warmup_s: float) -> N
             return
 
 
+class _Point:
+    """One (runner, batch size) being measured: its batches, and the latencies, rates and device-side split of
+    the repeats timed so far."""
+
+    def __init__(self, runner: Runner, images: np.ndarray, batch_size: int):
+        runner.check_batch_size(batch_size)
+        self.runner, self.batch_size = runner, int(batch_size)
+        self.batches = make_batches(images, batch_size, runner)
+        self.lat: list[float] = []
+        self.rates: list[float] = []
+        self.split: dict[str, list[float]] = {}
+
+    def warm_up(self, warmup_s: float) -> None:
+        warm_up(self.runner, self.batches, warmup_s)
+        self.runner.drain_split()  # forget the warm-up's events
+
+    def repeat(self, duration_s: float) -> None:
+        lat, done, elapsed = run_for(self.runner, self.batches, duration_s)
+        self.lat.extend(lat)
+        self.rates.append(done / elapsed)
+        for key, values in self.runner.drain_split().items():
+            self.split.setdefault(key, []).extend(values)
+
+    def row(self, timing: Timing) -> dict[str, Any]:
+        b = self.batch_size
+        per_batch = percentiles_ms(self.lat)
+        per_image = percentiles_ms(np.asarray(self.lat) / b)
+        row: dict[str, Any] = {
+            "mode": "single" if b == 1 else "batched",
+            "batch_size": b,
+            "images_per_s": median(self.rates),
+            "images_per_s_repeats": self.rates,
+            # Throughput implied by the median call: on a shared machine, other processes stealing the CPU
+            # inflate the mean (and so images_per_s) far more than the median.
+            "images_per_s_p50": b / (per_batch["p50"] / 1e3),
+            **{f"latency_ms_{k}": v for k, v in per_batch.items()},
+            **{f"latency_per_image_ms_{k}": v for k, v in per_image.items()},
+            "calls": len(self.lat),
+            "repeats": timing.repeats,
+            "warmup_s": timing.warmup_s,
+            "duration_s": timing.duration_s,
+        }
+        for key, values in self.split.items():
+            if values:
+                row[f"{key}_ms_p50"] = median(values)
+        return row
+
+
 def measure(runner: Runner, images: np.ndarray, batch_size: int, timing: Timing = Timing(),
             progress: Progress = silent) -> dict[str, Any]:
     """One row: throughput and latency of ``runner`` (activated) at ``batch_size``.
@@ -165,39 +213,13 @@ def measure(runner: Runner, images: np.ndarray, batch_size: int, timing: Timing 
     the amortised cost of one image), calls, repeats; plus h2d/compute/d2h/enqueue medians for runners
     that report a device-side split.
     """
-    runner.check_batch_size(batch_size)
-    batches = make_batches(images, batch_size, runner)
-    warm_up(runner, batches, timing.warmup_s)
-    runner.drain_split()  # forget the warm-up's events
-    lat: list[float] = []
-    rates: list[float] = []
+    point = _Point(runner, images, batch_size)
+    point.warm_up(timing.warmup_s)
     for r in range(timing.repeats):
         progress(r, timing.repeats, f"batch {batch_size}: repeat {r + 1}/{timing.repeats}")
-        rep_lat, done, elapsed = run_for(runner, batches, timing.duration_s)
-        lat.extend(rep_lat)
-        rates.append(done / elapsed)
+        point.repeat(timing.duration_s)
     progress(timing.repeats, timing.repeats, f"batch {batch_size}: done")
-    per_batch = percentiles_ms(lat)
-    per_image = percentiles_ms(np.asarray(lat) / batch_size)
-    row: dict[str, Any] = {
-        "mode": "single" if batch_size == 1 else "batched",
-        "batch_size": int(batch_size),
-        "images_per_s": median(rates),
-        "images_per_s_repeats": rates,
-        # Throughput implied by the median call: on a shared machine, other processes stealing the CPU
-        # inflate the mean (and so images_per_s) far more than the median.
-        "images_per_s_p50": batch_size / (per_batch["p50"] / 1e3),
-        **{f"latency_ms_{k}": v for k, v in per_batch.items()},
-        **{f"latency_per_image_ms_{k}": v for k, v in per_image.items()},
-        "calls": len(lat),
-        "repeats": timing.repeats,
-        "warmup_s": timing.warmup_s,
-        "duration_s": timing.duration_s,
-    }
-    for key, values in runner.drain_split().items():
-        if values:
-            row[f"{key}_ms_p50"] = median(values)
-    return row
+    return point.row(timing)
 
 
 def describe_runner(model: str | Path, runner: Runner) -> dict[str, Any]:
@@ -211,15 +233,22 @@ def describe_runner(model: str | Path, runner: Runner) -> dict[str, Any]:
 def sweep(models: Sequence[str | Path], batch_sizes: Sequence[int], timing: Timing = Timing(),
           backend: str | None = None, images: np.ndarray | None = None, seed: int = 0,
           runner_options: dict[str, Any] | None = None,
-          loader: Callable[..., Runner] | None = None, progress: Progress = silent) -> list[dict[str, Any]]:
+          loader: Callable[..., Runner] | None = None, progress: Progress = silent,
+          interleave: bool = False) -> list[dict[str, Any]]:
     """Rows for every model × batch size. Every runner is activated once and checked against every batch
-    size before any timing starts, so a bad model or batch size fails in seconds, not after a sweep."""
+    size before any timing starts, so a bad model or batch size fails in seconds, not after a sweep.
+
+    ``interleave``: time the points round by round instead of one after the other — each repeat goes round
+    every model and batch size, each point warmed up again before its turn — so a host that slows down for a
+    while slows every model alike, and the ratio of two models holds where their absolute speeds drift."""
     from edgeseg.runners import load_runner
 
     loader = loader or load_runner
     sizes = sorted(set(int(b) for b in batch_sizes))
     if not sizes or sizes[0] < 1:
         raise EdgesegError(f"batch sizes must be positive integers, got {list(batch_sizes)}")
+    if interleave:
+        return _interleaved(models, sizes, timing, backend, images, seed, runner_options, loader, progress)
     rows: list[dict[str, Any]] = []
     total = len(models) * len(sizes)
     for m, model in enumerate(models):
@@ -239,6 +268,32 @@ def sweep(models: Sequence[str | Path], batch_sizes: Sequence[int], timing: Timi
                 rows.append(row)
     progress(total, total, "done")
     return rows
+
+
+def _interleaved(models: Sequence[str | Path], sizes: list[int], timing: Timing, backend: str | None,
+                 images: np.ndarray | None, seed: int, runner_options: dict[str, Any] | None,
+                 loader: Callable[..., Runner], progress: Progress) -> list[dict[str, Any]]:
+    """:func:`sweep` round by round: every runner active at once, each repeat of every point in turn."""
+    import contextlib
+
+    with contextlib.ExitStack() as stack:
+        points = []
+        for model in models:
+            runner = stack.enter_context(loader(model, backend, **(runner_options or {})))
+            for b in sizes:
+                runner.check_batch_size(b)
+            pool = images if images is not None else bench_images(DEFAULT_POOL, runner.image_shape or 256, seed)
+            points += [(model, pool, _Point(runner, pool, b)) for b in sizes]
+        total = timing.repeats * len(points)
+        for r in range(timing.repeats):
+            for k, (model, _, point) in enumerate(points):
+                progress(r * len(points) + k, total, f"round {r + 1}/{timing.repeats}: {Path(str(model)).name} "
+                         f"batch {point.batch_size}")
+                point.warm_up(timing.warmup_s)  # another model ran in between: its caches and threads are cold
+                point.repeat(timing.duration_s)
+        progress(total, total, "done")
+        return [{**describe_runner(model, point.runner), **point.row(timing), "interleaved": True,
+                 "image_size": list(pool.shape[1:3])} for model, pool, point in points]
 
 
 def overhead(model: str | Path, batch_sizes: Sequence[int] = (1, 16), timing: Timing = Timing(1.0, 3.0, 3),

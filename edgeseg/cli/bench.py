@@ -43,6 +43,7 @@ def bench(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write rows, machine, versions and command as JSON."),
     plot_out: Optional[Path] = typer.Option(None, "--plot", help="Write images/s and p99 latency vs batch size as PNG."),
     baseline: bool = typer.Option(False, "--baseline", help="Measure the harness's own cost against a bare session.run loop (ONNX)."),
+    interleave: bool = typer.Option(False, "--interleave", help="Time the models round by round (each repeat goes round every model and batch size), so a busy host slows all alike: for ratios between models."),
     seed: int = typer.Option(0, "--seed", help="Seed of the generated images."),
     url: Optional[str] = typer.Option(None, "--url", help="Stream to a Triton server at this HTTP address (e.g. http://127.0.0.1:8000) instead; --model is then the served model's file or name."),
     cameras: int = typer.Option(8, "--cameras", help="--url: cameras, each a thread at --rate frames/s sending one request a frame (1..1024)."),
@@ -53,6 +54,9 @@ def bench(
     """Benchmark single vs batched (or streaming) inference; JSON, table and plot.
 
     Example:  edgeseg bench -m runs/demo/model.onnx -m runs/demo/model.int8.onnx --batch-sizes 1,8,32 --duration-s 3
+
+    INT8 against FP32 as a ratio, round by round so a busy host slows both alike:  edgeseg bench
+    -m runs/demo/model.onnx -m runs/demo/model.int8.cpu.onnx --batch-sizes 1,32 --interleave --repeats 7
 
     A line's full-size images, whole vs in 256² tiles:  edgeseg bench -m model.1024.onnx -m runs/demo/model.onnx
     --data line/images --batch-sizes 1,4  (images/s counts whole images)
@@ -77,6 +81,9 @@ def bench(
     for option, value in (("--cameras", cameras != 8), ("--in-flight", in_flight != 2), ("--reference", reference)):
         if value:
             raise EdgesegError(f"{option} goes with --url")
+    if interleave and (rate is not None or baseline):
+        raise EdgesegError(f"--interleave times a sweep of batch sizes; it does not go with "
+                           f"{'--rate' if rate is not None else '--baseline'}")
     timing = harness.Timing(warmup_s, duration_s, repeats)
     for m in model:
         if m != "classical" and not Path(m).exists():
@@ -104,7 +111,7 @@ def bench(
               "warmup_s": warmup_s, "duration_s": duration_s, "repeats": repeats, "streams": streams, "workers": workers,
               "rate": rate, "max_wait_ms": max_wait_ms, "frames": frames, "queue_size": queue_size,
               "data": str(data) if data else None, "accuracy": str(accuracy) if accuracy else None, "seed": seed,
-              "tile": tile, "tile_overlap": tile_overlap}
+              "tile": tile, "tile_overlap": tile_overlap, "interleave": interleave}
 
     if baseline:
         rows = []
@@ -130,7 +137,8 @@ def bench(
                     rows.append({**harness.describe_runner(m, runner), **streamed})
     else:
         with _lazy_progress("bench") as progress:
-            rows = harness.sweep(model, sizes, timing, backend, images, seed, loader=loader, progress=progress)
+            rows = harness.sweep(model, sizes, timing, backend, images, seed, loader=loader, progress=progress,
+                                 interleave=interleave)
 
     if entries is not None:
         for r in rows:
