@@ -175,6 +175,9 @@ Examples:
   Recall per contrast, before buying a camera:
     edgeseg detectability --backgrounds line/good --contrast 1,2,3,4 --plot recall.png
 
+  What a detector reading the seed's noise bounds gets instead (the shortcut training must not learn):
+    edgeseg detectability --data big/seed --good big/good --shortcut
+
 Per defect, its footprint z (contrast x sqrt(pixels) / noise sigma, on a fitted background); per good image, the largest box z that noise alone reaches at the defects' sizes.
 A recall target needs a detector that fires down to the z below which its missing share of defects lies; the table shows how many good images noise alone takes over that z.
 With --backgrounds, --count crops with defects and --count crops without are drawn (a false-alarm budget of 1/N needs N crops); --contrast is in gray levels on the 8-bit scale (16-bit / 257), --contrast-sigma in multiples of the local noise sigma.
@@ -214,6 +217,7 @@ def detectability(
     crop: Optional[int] = typer.Option(None, "--crop", help="With --backgrounds: crop side in pixels, 16..4096 (default 256, or the smallest image's side)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="With --backgrounds: random seed (default 0); the same seed and options give the same report."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="With a list of contrasts: recall vs contrast per false-alarm budget, as PNG."),
+    shortcut: bool = typer.Option(False, "--shortcut", help="With --data and --good: also score a detector that reads only the seed's noise bounds (8-bit; 100..124), the shortcut a network can learn from the seed's images."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Write the report as JSON to this file ('-' = stdout)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     force: bool = force_option(),
@@ -226,6 +230,8 @@ def detectability(
     line = {"--contrast": contrast, "--contrast-sigma": contrast_sigma, "--defect-size": defect_size,
             "--count": count, "--crop": crop, "--seed": seed, "--plot": plot}
     if backgrounds is not None:
+        if shortcut:
+            raise BadInput("--shortcut goes with --data and --good: it reads the seed's noise bounds in labelled sets")
         if data is not None or good is not None:
             raise BadInput("--backgrounds replaces --data and --good (its defects are drawn, not labelled): give one "
                            "or the other")
@@ -248,8 +254,25 @@ def detectability(
                        "images of the same size (the largest z noise reaches grows with the image)")
     with progress_bar("detectability", enabled=not quiet) as progress:
         report = assess(defects, clean, progress=progress)
+    tables = [_detect_table(report)]
+    if shortcut:
+        from edgeseg.shortcut import score
+
+        with progress_bar("shortcut", enabled=not quiet) as progress:
+            report["shortcut"] = score(defects, clean, progress)
+        tables.append(_shortcut_line(report["shortcut"]))
     report.update(command=sys.argv, environment=environment())
-    emit_report(report, [_detect_table(report)], json_out)
+    emit_report(report, tables, json_out)
+
+
+def _shortcut_line(r: dict):
+    from rich.text import Text
+
+    d, g = r["defects"], r["good"]
+    return Text(f"shortcut ({r['rule']}): recall {num(d['defect_recall'])} ({d['defects_found']} of "
+                f"{d['n_defects']}), Dice {num(d['dice'])}, {num(d['fp_blobs_per_image'])} false blobs per image; "
+                f"on the good images {num(g['fp_blobs_per_image'])} false blobs per image, overkill "
+                f"{pct(g['overkill_rate'])}")
 
 
 #: --count with --backgrounds: 200 crops resolve a false-alarm budget down to 0.5 %.
