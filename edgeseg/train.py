@@ -124,11 +124,12 @@ def check(cfg: TrainConfig) -> None:
             raise EdgesegError(f"--{name.replace('_', '-')} needs --{name[4:]}")
     if cfg.mix and not cfg.on_line:
         raise EdgesegError("--mix weighs a line's images against synthetic noise; give --backgrounds or --data")
+    replicas = distribute.replicas(cfg.strategy, cfg.devices)  # from the options alone: no worker contacted
+    if cfg.batch_size % replicas:
+        raise EdgesegError(f"--batch-size {cfg.batch_size} does not split evenly over {replicas} replicas")
     # Splitting the CPU into devices must happen before anything below starts TensorFlow's runtime
     # (resolve is cached: train() gets the same strategy).
     distribute.resolve(cfg.strategy, cfg.devices)
-    if cfg.batch_size % cfg.devices:
-        raise EdgesegError(f"--batch-size {cfg.batch_size} does not split evenly over {cfg.devices} devices")
     import edgeseg.models as models
     from edgeseg import losses
 
@@ -217,7 +218,9 @@ class _Checkpoint:
 def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: Progress = silent) -> dict[str, Any]:
     """Train ``cfg.model`` and write ``out/model.keras`` (+ manifest, history, checkpoint).
 
-    Returns the manifest's summary: model info, threshold, validation metrics, epochs, wall time.
+    Returns the manifest's summary: model info, threshold, validation metrics, epochs, wall time. A
+    multi-worker cluster's workers other than the chief train in step with it and write nothing: they return
+    ``{"path": None, "training": …}``.
     With ``resume`` an existing checkpoint in ``out`` is continued at its next epoch (its config wins for
     everything but ``epochs``); without, any old checkpoint is ignored and overwritten.
     """
@@ -307,12 +310,22 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: Pro
             })
             state["epoch"] = epoch + 1
             state["wall_s"] = wall_before + time.perf_counter() - started
-            ckpt.save(self.model, optimizer, state, improved)
+            if dist.is_chief:  # a multi-worker cluster's other workers write nothing
+                ckpt.save(self.model, optimizer, state, improved)
             if state["stale"] >= cfg.patience:
                 self.model.stop_training = True
 
     if state["epoch"] < cfg.epochs and state["stale"] < cfg.patience:
-        model.fit(data, epochs=cfg.epochs, initial_epoch=state["epoch"], callbacks=[Driver()], verbose=0)
+        if dist.custom_loop:
+            from edgeseg import train_loop
+
+            train_loop.fit(model, optimizer, loss, data, dist.strategy, cfg.epochs, state["epoch"], Driver(),
+                           workers=cfg.workers)
+        else:
+            model.fit(data, epochs=cfg.epochs, initial_epoch=state["epoch"], callbacks=[Driver()], verbose=0)
+    if not dist.is_chief:
+        return {"path": None, "training": {"epochs_run": state["epoch"], "best_epoch": state["best_epoch"],
+                                           "wall_s": round(state["wall_s"], 1), "distribution": state["distribution"]}}
     return _finish(cfg, out, ckpt, state, val_x, truth, progress, plan)
 
 

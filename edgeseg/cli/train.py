@@ -29,6 +29,10 @@ Examples:
 
   Data-parallel on a host's 4 GPUs (global batch 32):  edgeseg train --devices 4 --batch-size 32 --out runs/dp
 
+  On two hosts, the same command on each with its own TF_CONFIG (index 1 on the second host):
+    TF_CONFIG='{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}' \
+    edgeseg train --strategy multiworker --batch-size 16 --out runs/mw
+
   On your line's defect-free images, defects 0.5-2 local sigma, a quarter synthetic noise:
     edgeseg train --backgrounds line/good --contrast-sigma 0.5:2 --mix backgrounds:3,synthetic:1 --out runs/line
 
@@ -37,6 +41,9 @@ Examples:
 
   Your labelled images mixed with defects placed on your backgrounds:
     edgeseg train --backgrounds line/good --data line/labelled --mix backgrounds:1,data:1 --out runs/line
+
+With --strategy multiworker, worker 0 (or the chief) writes the run; the other workers write nothing, and
+--resume needs the checkpoint in --out on every worker (a shared folder).
 
 With --backgrounds or --data, validation and the operating point use held-out images of each folder (every
 5th, or --val-backgrounds / --val-data), never a training crop; the fitting set is --fit-count crops with
@@ -93,7 +100,7 @@ def train(
     fit_count: int = typer.Option(_D.fit_count, help="Defect images (and as many defect-free ones) the operating point is fitted on."),
     workers: int = typer.Option(_D.workers, help="Threads drawing training batches (a GPU host wants several; the results do not change)."),
     devices: int = typer.Option(_D.devices, help="Data-parallel replicas on this host: its GPUs, or the CPU split into that many devices; --batch-size is the global batch."),
-    strategy: str = typer.Option(_D.strategy, help="auto (mirrored when --devices > 1) | none | mirrored (tf.distribute.MirroredStrategy)."),
+    strategy: str = typer.Option(_D.strategy, help="auto (mirrored when --devices > 1) | none | mirrored (tf.distribute.MirroredStrategy: one host) | multiworker (MultiWorkerMirroredStrategy: several hosts, each with TF_CONFIG; --devices is per worker)."),
     backgrounds: Optional[Path] = typer.Option(None, "--backgrounds", help="Defect-free images of your line (any size >= --crop, 8- or 16-bit): the preset's defects are placed on random crops, never the same twice."),
     data: Optional[Path] = typer.Option(None, "--data", help="Labelled images of your line (the dataset layout edgeseg reads: images/ + labels/)."),
     val_backgrounds: Optional[Path] = typer.Option(None, "--val-backgrounds", help="Held-out defect-free images for validation and the operating point (default: every 5th --backgrounds image)."),
@@ -107,6 +114,7 @@ def train(
     force: bool = force_option(),
 ) -> None:
     """Train a segmentation network; keeps the checkpoint with the best validation Dice."""
+    from edgeseg import distribute
     from edgeseg.outputs import Kind, Output
     from edgeseg.train import check, train as run
 
@@ -121,11 +129,19 @@ def train(
     # Before anything else, not after training: an unwritable --out, a dataset or an earlier run there fails now.
     inputs = {"--backgrounds": backgrounds, "--data": data, "--val-backgrounds": val_backgrounds, "--val-data": val_data,
               "--init": init}
-    claim_outputs([Output(out, Kind.resumed_run if resume else Kind.run)],
-                  {k: v for k, v in inputs.items() if v is not None}, force=force)
+    # A multi-worker cluster's workers other than the chief write nothing, so they claim nothing.
+    chief = cfg.strategy != distribute.Strategy.multiworker.value or distribute.cluster().is_chief
+    if chief:
+        claim_outputs([Output(out, Kind.resumed_run if resume else Kind.run)],
+                      {k: v for k, v in inputs.items() if v is not None}, force=force)
     check(cfg)
     with progress_bar("train", enabled=not quiet) as progress:
         result = run(cfg, out, resume=resume, progress=progress)
+    if result["path"] is None:
+        tr = result["training"]
+        console.print(f"{tr['distribution']['task']} of {tr['distribution']['workers']} workers: trained "
+                      f"{tr['epochs_run']} epochs in step with the chief, which writes the run", highlight=False)
+        return
     val, info, tr = result["validation"], result["model"], result["training"]
     console.print(
         f"wrote {result['path']}: {info['name']} ({info['params']:,} params, {info['flops_per_image'] / 1e9:.3f} "
