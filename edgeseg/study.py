@@ -45,6 +45,9 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 PRECISIONS = ("fp32", "fp16", "int8")
+#: The one setting that is not a training option: train the arm as that many worker processes over loopback
+#: (``--strategy multiworker``, :mod:`edgeseg.loopback`); 0 (the default) trains in this process.
+LOOPBACK = "loopback_workers"
 _SET_KEYS = {"name", "preset", "count", "seed"}
 
 
@@ -117,7 +120,7 @@ def load_spec(path: str | Path) -> Spec:
     unknown = set(raw) - {"name", "train", "grid", "sets", "deploy"}
     if unknown:
         raise EdgesegError(f"{path}: unknown section(s) {', '.join(sorted(unknown))} (name, train, grid, sets, deploy)")
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} | {LOOPBACK}
     train, grid = dict(raw.get("train", {})), dict(raw.get("grid", {}))
     for section, keys in (("train", train), ("grid", grid)):
         bad = set(keys) - fields
@@ -166,10 +169,19 @@ def arms(spec: Spec) -> list[Arm]:
 def config(spec: Spec, arm: Arm):
     from edgeseg.train import TrainConfig, check
 
+    settings = {**spec.train, **arm.settings}
+    loopback = settings.pop(LOOPBACK, 0)
     try:
-        cfg = TrainConfig(**{**spec.train, **arm.settings})
+        cfg = TrainConfig(**settings)
     except TypeError as e:
         raise EdgesegError(f"arm {arm.slug}: {e}") from None
+    if loopback:
+        if not isinstance(loopback, int) or loopback < 1 or cfg.batch_size % (loopback * cfg.devices):
+            raise EdgesegError(f"arm {arm.slug}: {LOOPBACK} must be a whole number >= 1 that splits --batch-size "
+                               f"{cfg.batch_size} evenly (with {cfg.devices} device(s) each), got {loopback!r}")
+        # The workers check the cluster themselves; here the rest of the options, on one process's terms.
+        check(dataclasses.replace(cfg, strategy="auto", devices=1))
+        return dataclasses.replace(cfg, strategy="multiworker")
     check(cfg)
     return cfg
 
@@ -247,7 +259,13 @@ def run_arm(spec: Spec, arm: Arm, out: Path, sets: dict[str, Path], progress: Pr
     cfg = config(spec, arm)
     if not (arm_dir / "model.keras.json").is_file():
         resume = (arm_dir / CHECKPOINT / "state.json").is_file()
-        train(cfg, arm_dir, resume=resume, progress=progress)
+        workers = {**spec.train, **arm.settings}.get(LOOPBACK, 0)
+        if workers:
+            from edgeseg import loopback
+
+            loopback.train(cfg, arm_dir, workers, resume=resume, progress=progress)
+        else:
+            train(cfg, arm_dir, resume=resume, progress=progress)
     manifest = read_json(arm_dir / "model.keras.json")
     size = spec.sets[0].config().image_size
     scores = {p: _score(_deploy(arm_dir, p, size), sets) for p in spec.precisions}

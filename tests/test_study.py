@@ -36,6 +36,8 @@ def spec_file(tmp_path, text: str) -> Path:
     (SET + SET, "names must be unique"),
     ("[extra]\n" + SET, r"unknown section\(s\) extra"),
     ("name = \n", "not valid TOML"),
+    ("[grid]\nloopback_workers = [3]\n" + SET, r"loopback_workers must be a whole number >= 1 that splits --batch-size 8"),
+    ("[train]\nloopback_workers = \"two\"\n" + SET, "loopback_workers must be a whole number"),
 ])
 def test_bad_specs_are_refused_in_one_line_before_training(tmp_path, text, message):
     from edgeseg.study import load_spec
@@ -113,6 +115,25 @@ def test_shipped_specs_are_valid():
                           timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert done.returncode == 0, done.stderr[-2000:]
     specs = json.loads(done.stdout.strip().splitlines()[-1])
-    assert {"quick", "losses", "networks", "data", "devices"} <= set(specs)
+    assert {"quick", "losses", "networks", "data", "devices", "workers"} <= set(specs)
     assert specs["losses"][0] == 15 and "int8" in specs["networks"][1] and specs["devices"][0] == 4
+    assert specs["workers"][0] == 4
     assert specs["quick"][2] == ["easy", "good"]
+
+
+@pytest.mark.slow
+def test_a_loopback_arm_trains_as_two_workers(tmp_path):
+    """The quick spec's recipe as two worker processes over loopback: worker 0 writes the arm, which is scored
+    like any other; the manifest names the cluster."""
+    from edgeseg.study import load_spec, run_study
+
+    quick = (ROOT / "studies/quick.toml").read_text()
+    text = quick.replace('loss = ["bce", "bce+dice"]\nseed = [0, 1]', "loopback_workers = [2]")
+    text = text.replace('precisions = ["fp32", "int8"]\nclassical = true', 'precisions = ["fp32"]\nclassical = false')
+    assert text != quick
+    report = run_study(load_spec(spec_file(tmp_path, text)), tmp_path / "out")
+    (arm,) = report["arms"]
+    assert arm["arm"] == "loopback_workers=2"
+    assert arm["training"]["distribution"]["strategy"] == "multiworker"
+    assert arm["training"]["distribution"]["workers"] == 2 and arm["training"]["distribution"]["replicas"] == 2
+    assert 0 <= arm["scores"]["fp32"]["easy"]["defect_recall"] <= 1
