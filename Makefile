@@ -199,13 +199,15 @@ docs:
 # `make bench` wrote it, an engine's profile OPT, else 8.
 DEPLOY       ?= $(RUN)/deploy
 DEPLOY_BENCH  = $(if $(wildcard $(RUN)/bench.json),--bench $(RUN)/bench.json)
+# With the serving environment (make serve-env), each Triton entry is also read by a real tritonserver (--check).
+TRITON_CHECK = $(if $(wildcard $(SERVE_VENV)/bin/python),--check)
 deploy-configs: setup
 	@test -f $(RUN)/model.onnx -a -f $(RUN)/model.int8.onnx || { echo "no $(RUN)/model.onnx or model.int8.onnx: run make demo (or make onnx) first"; exit 1; }
-	$(BIN)/edgeseg export-triton --model $(RUN)/model.onnx --repo $(DEPLOY)/triton --mask-output --force $(DEPLOY_BENCH)
-	$(BIN)/edgeseg export-triton --model $(RUN)/model.int8.onnx --repo $(DEPLOY)/triton --mask-output --force $(DEPLOY_BENCH)
+	$(BIN)/edgeseg export-triton --model $(RUN)/model.onnx --repo $(DEPLOY)/triton --mask-output --force $(TRITON_CHECK) $(DEPLOY_BENCH)
+	$(BIN)/edgeseg export-triton --model $(RUN)/model.int8.onnx --repo $(DEPLOY)/triton --mask-output --force $(TRITON_CHECK) $(DEPLOY_BENCH)
 	$(BIN)/edgeseg export-deepstream --model $(RUN)/model.onnx --out $(DEPLOY)/deepstream --force
 	for engine in $(wildcard engines/*.engine); do name=$$(basename $$engine .engine); \
-	  $(BIN)/edgeseg export-triton --model $$engine --repo $(DEPLOY)/triton --force || exit 1; \
+	  $(BIN)/edgeseg export-triton --model $$engine --repo $(DEPLOY)/triton --force $(TRITON_CHECK) || exit 1; \
 	  $(BIN)/edgeseg export-deepstream --model $$engine --out $(DEPLOY)/deepstream-$$name --force || exit 1; done
 
 # `edgeseg serve` runs a Triton server from its own environment: PyTriton (which ships tritonserver) pins
