@@ -1,5 +1,5 @@
 """A backend that exists only for the tests: the whole diff a new backend needs is this file plus one
-``register(BackendInfo(...))`` call (see tests/test_registry.py).
+``register(BackendInfo(...))`` call (see tests/runners/test_registry.py).
 
 It reads a ``.boxnet`` file — JSON ``{"size": 5, "level": 112, "scale": 2}`` — and scores each pixel as
 sigmoid((local mean − level) / scale): a real computation, in numpy.

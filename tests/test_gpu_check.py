@@ -55,8 +55,8 @@ def test_the_report_reads_pytest_junit_and_the_int8_over_fp16_ratio(tmp_path):
     (tmp_path / "steps.tsv").write_text("gpu-tests\t1\t42\nbench\t0\t30\n")
     (tmp_path / "gpu-tests.xml").write_text(
         '<testsuites><testsuite tests="3" failures="1" errors="0" skipped="0">'
-        '<testcase classname="tests.test_trt_demo" name="test_a"/>'
-        '<testcase classname="tests.test_trt_demo" name="test_b"><failure message="EDGESEG_REQUIRE_GPU=1 but '
+        '<testcase classname="tests.trt.test_demo_engines" name="test_a"/>'
+        '<testcase classname="tests.trt.test_demo_engines" name="test_b"><failure message="EDGESEG_REQUIRE_GPU=1 but '
         'this test needs tensorrt"/></testcase><testcase classname="x" name="c"/></testsuite></testsuites>')
     rows = [{"model": f"e/model.{p}.engine", "mode": "batched", "batch_size": 8, "images_per_s": v}
             for p, v in (("fp16", 1000.0), ("int8", 1500.0))]

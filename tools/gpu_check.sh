@@ -66,7 +66,7 @@ elif ! have pycuda; then
   skip transport-tests "pycuda is not installed (pip install 'edgeseg[trt]', or wheels in .carry/)"
 else
   step transport-tests env EDGESEG_REQUIRE_GPU=1 "$PY" -m pytest -q -p no:cacheprovider -m transport \
-    tests/test_cuda_transport.py --junitxml="$OUT/transport-tests.xml"
+    tests/runners/test_cuda.py --junitxml="$OUT/transport-tests.xml"
   step transport-bench "$PY" tools/gpu_transport_bench.py --out "$OUT/transport.json"
 fi
 
@@ -77,14 +77,14 @@ else
   skip check "onnx or typer is not installed (pip install -e '.[deploy]')"
 fi
 
-GPU_TESTS="tests/test_trt_build.py tests/test_trt_runner.py tests/test_trt_demo.py"
+GPU_TESTS="tests/trt/test_build_manifest_inspect.py tests/runners/test_trt.py tests/trt/test_demo_engines.py"
 if [ -s "$OUT/gpu.txt" ] && have tensorrt && have pycuda; then
   for precision in fp16 int8; do
     step "engine-$precision" $EDGESEG build-engine --model "$RUN/model.$precision.onnx" --batch 1,8,32 \
       --timing-cache "$OUT/timing.cache" --out "$OUT/engines/" -q
   done
   step gpu-tests env EDGESEG_REQUIRE_GPU=1 EDGESEG_DEMO_RUN="$RUN" "$PY" -m pytest -q -p no:cacheprovider -m gpu \
-    $GPU_TESTS tests/test_cuda_transport.py --junitxml="$OUT/gpu-tests.xml"
+    $GPU_TESTS tests/runners/test_cuda.py --junitxml="$OUT/gpu-tests.xml"
   step bench $EDGESEG bench --model "$RUN/model.onnx" --model "$OUT/engines/model.fp16.engine" \
     --model "$OUT/engines/model.int8.engine" --batch-sizes 1,8,32 --warmup-s 1 --duration-s 3 --repeats 3 \
     --json "$OUT/bench.json"

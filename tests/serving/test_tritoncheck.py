@@ -1,5 +1,5 @@
 """``edgeseg export-triton`` repositories read by a real ``tritonserver`` (the one PyTriton ships, from
-``.venv-serve``: ``make serve-env``, created here when missing, as in test_serving_server.py).
+``.venv-serve``: ``make serve-env``, created here when missing, as in test_server.py).
 
 That server has the Python backend only. It reads, validates and maps ``config.pbtxt`` to its backend before it
 looks for the backend's library, so an entry edgeseg writes must get as far as "unable to find backend library
@@ -20,10 +20,10 @@ from typer.testing import CliRunner
 from edgeseg.cli.app import app
 from edgeseg.serving.server import SERVE_VENV
 from edgeseg.serving.tritoncheck import check_config, find_tritonserver
-from test_serving_mask import save_with_manifest, tiny_model, tiny_qdq_model
-from test_serving_triton import fake_engine
+from test_mask import save_with_manifest, tiny_model, tiny_qdq_model
+from test_triton import fake_engine
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 pytest.importorskip("onnx")
 
 cli = CliRunner()

@@ -253,7 +253,7 @@ def test_build_engine_refuses_a_file_tensorrt_would_reject_before_importing_tens
     assert not list(tmp_path.glob("*.engine"))
 
 
-# ---- on a GPU host (the demo network's engines: tests/test_trt_demo.py) ------------------------------------
+# ---- on a GPU host (the demo network's engines: tests/trt/test_demo_engines.py) ----------------------------
 @pytest.fixture(scope="module")
 def onnx_models(tmp_path_factory):
     """``onnx_models()`` → a small network deep enough to quantize (its convs pass --min-conv-depth 128) as

@@ -24,7 +24,7 @@ from edgeseg.errors import EdgesegError
 from edgeseg.serving.client import TritonHttp, wait_ready
 from edgeseg.serving.server import SERVE_VENV
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edgeseg.cli.app import app
-from test_serving_mask import RULE, SIZE, save_with_manifest, tiny_model, tiny_qdq_model
+from test_mask import RULE, SIZE, save_with_manifest, tiny_model, tiny_qdq_model
 
 cli = CliRunner()
 ENGINE_PROFILE = {"input": "image", "min": [1, SIZE, SIZE, 1], "opt": [8, SIZE, SIZE, 1], "max": [32, SIZE, SIZE, 1]}

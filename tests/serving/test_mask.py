@@ -15,7 +15,7 @@ from tiny_models import tiny_graph
 
 SIZE = 32
 RULE = {"grow": 0.4, "min_area": 8}
-DEMO = Path(__file__).resolve().parents[1] / "runs" / "demo"
+DEMO = Path(__file__).resolve().parents[2] / "runs" / "demo"
 
 
 def save_with_manifest(model, path: Path, threshold: float | None = 0.6, rule=RULE, precision="fp32") -> Path:

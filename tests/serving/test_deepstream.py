@@ -14,8 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from edgeseg.cli.app import app
-from test_serving_mask import RULE, SIZE, save_with_manifest, tiny_model, tiny_qdq_model
-from test_serving_triton import fake_engine, one_line_error
+from test_mask import RULE, SIZE, save_with_manifest, tiny_model, tiny_qdq_model
+from test_triton import fake_engine, one_line_error
 
 cli = CliRunner()
 SYSTEM_PYTHON = Path("/usr/bin/python3")
