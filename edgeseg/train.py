@@ -48,6 +48,9 @@ class TrainConfig:
     learning_rate: float = 3e-3
     seed: int = 0
     preset: str = "train"
+    #: Generator settings that change the preset (``edgeseg generate``'s knobs: ``illumination``, ``contrast``,
+    #: ``noise``, …), e.g. {"illumination": 16}; the crop size comes from ``crop``.
+    preset_args: dict[str, Any] = field(default_factory=dict)
     curriculum: str | None = None
     augment: bool = True
     patience: int = 8
@@ -89,9 +92,19 @@ class TrainConfig:
 
 
 def _synth_config(cfg: TrainConfig):
-    from edgeseg.data.synth import preset
+    from edgeseg.data.synth import SynthConfig, preset
 
     base = preset(cfg.preset)
+    if cfg.preset_args:
+        known = base.to_dict()
+        unknown = set(cfg.preset_args) - set(known) | ({"image_size"} & set(cfg.preset_args))
+        if unknown:
+            raise EdgesegError(f"--preset-arg {', '.join(sorted(unknown))}: not a generator setting of the preset "
+                               f"(known: {', '.join(sorted(set(known) - {'image_size'}))}; the size is --crop)")
+        try:
+            base = SynthConfig.from_dict({**known, **cfg.preset_args})
+        except (TypeError, ValueError) as e:
+            raise EdgesegError(f"--preset-arg: {e}") from None
     if cfg.crop <= base.defect_size[1] or cfg.crop > 1024 or cfg.crop % 8:
         raise EdgesegError(f"--crop must be a multiple of 8 between {base.defect_size[1] + 1} and 1024, got {cfg.crop}")
     return base.replace(image_size=cfg.crop)

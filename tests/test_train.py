@@ -120,6 +120,10 @@ def test_cli_resume_continues_at_the_next_epoch(tmp_path):
     (["--learning-rate", "-1"], "--learning-rate must be in (0, 1], got -1"),
     (["--fa-budget", "nan"], "--fa-budget must be in [0, 1)"),
     (["--fa-budget", "-0.1"], "--fa-budget must be in [0, 1)"),
+    (["--preset-arg", "wobble=3"], "--preset-arg wobble: not a generator setting of the preset"),
+    (["--preset-arg", "image_size=64"], "the size is --crop"),
+    (["--preset-arg", "noise=pink"], "unknown noise 'pink'"),
+    (["--preset-arg", "illumination"], "--preset-arg must be KEY=VALUE (e.g. illumination=16)"),
 ])
 def test_cli_bad_options_are_one_line_errors(tmp_path, args, message):
     result = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "run"), "-q", "--epochs", "1",
@@ -127,3 +131,23 @@ def test_cli_bad_options_are_one_line_errors(tmp_path, args, message):
     assert result.exit_code == 1
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+def test_preset_args_change_the_training_draw_and_are_recorded():
+    """--preset-arg overrides the preset's generator settings (JSON values), the crop still sets the size, and
+    the training batches are drawn from the changed distribution."""
+    import numpy as np
+
+    from edgeseg.train import TrainConfig, _synth_config
+    from edgeseg.trainer_data import SynthBatches
+
+    cfg = TrainConfig(crop=64, preset_args={"illumination": 16, "contrast": [20, 20], "defects": [1, 1],
+                                            "good_fraction": 0.0, "noise": "gaussian"})
+    synth = _synth_config(cfg)
+    assert (synth.illumination, synth.contrast, synth.image_size, synth.noise.value) == (16, (20, 20), 64, "gaussian")
+    assert cfg.to_dict()["preset_args"]["illumination"] == 16  # recorded with the run's config
+    x, y = SynthBatches(synth, 4, 1, seed=0)[0]
+    assert x.shape == (4, 64, 64, 1) and all(y[i].any() for i in range(4))  # one defect in every image
+    # A defect at contrast 20 stands far above Gaussian noise of std ~7: its pixels average well above the rest.
+    assert all(x[i][y[i] > 0].mean() - x[i][y[i] == 0].mean() > 12 for i in range(4))
+    assert not np.array_equal(x, SynthBatches(_synth_config(TrainConfig(crop=64)), 4, 1, seed=0)[0][0])

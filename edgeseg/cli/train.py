@@ -21,6 +21,9 @@ Examples:
 
   A UNet for comparison:  edgeseg train --model unet --crop 128 --steps-per-epoch 100 --out runs/unet
 
+  The training recipe with stronger lighting and wider contrast:
+    edgeseg train --preset-arg illumination=16 --preset-arg "contrast=[2.5,6]" --out runs/x
+
   A loss schedule and a contrast curriculum:  edgeseg train --loss "bce@0,bce+dice@4" --curriculum 8:3:4 --out runs/x
 
   Continue an interrupted run:  edgeseg train --out runs/demo --resume
@@ -64,14 +67,14 @@ def _path(p: Path | None) -> str | None:
     return None if p is None else str(p)
 
 
-def _parse_model_args(items: list[str]) -> dict[str, Any]:
+def _parse_args(items: list[str], option: str = "--model-arg", example: str = "width=8") -> dict[str, Any]:
     """``["width=8", "dilations=[1,2,4]"]`` → {"width": 8, "dilations": [1, 2, 4]} (values are JSON,
     or plain strings when they are not)."""
     kwargs: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise EdgesegError(f"--model-arg must be KEY=VALUE (e.g. width=8), got {item!r}")
+            raise EdgesegError(f"{option} must be KEY=VALUE (e.g. {example}), got {item!r}")
         try:
             kwargs[key.strip()] = json.loads(value)
         except json.JSONDecodeError:
@@ -92,6 +95,7 @@ def train(
     learning_rate: float = typer.Option(_D.learning_rate, help="Peak learning rate (Adam, cosine decay)."),
     seed: int = typer.Option(_D.seed, help="Seed of weights and training data; the same seed gives the same run."),
     preset: str = typer.Option(_D.preset, help="Training data distribution: a synth preset (train | seed | test)."),
+    preset_arg: Optional[list[str]] = typer.Option(None, "--preset-arg", help="Change one generator setting of the preset, KEY=VALUE (repeatable; JSON values): illumination=16, contrast=[2.5,6], noise=gaussian, size_dist=uniform."),
     curriculum: Optional[str] = typer.Option(_D.curriculum, help="Contrast curriculum, e.g. 8:3:4 = from contrast 8 down to 3 over the first 4 epochs."),
     augment: bool = typer.Option(_D.augment, "--augment/--no-augment", help="Flips, gain, gamma, extra noise."),
     patience: int = typer.Option(_D.patience, help="Stop after this many epochs without a better validation Dice."),
@@ -118,9 +122,10 @@ def train(
     from edgeseg.outputs import Kind, Output
     from edgeseg.train import check, train as run
 
-    cfg = TrainConfig(model=model, model_kwargs=_parse_model_args(model_arg or []), loss=loss, epochs=epochs,
+    cfg = TrainConfig(model=model, model_kwargs=_parse_args(model_arg or []), loss=loss, epochs=epochs,
                       steps_per_epoch=steps_per_epoch, batch_size=batch_size, crop=crop,
-                      learning_rate=learning_rate, seed=seed, preset=preset, curriculum=curriculum,
+                      learning_rate=learning_rate, seed=seed, preset=preset,
+                      preset_args=_parse_args(preset_arg or [], "--preset-arg", "illumination=16"), curriculum=curriculum,
                       augment=augment, patience=patience, val_count=val_count, fa_budget=fa_budget,
                       fit_count=fit_count, workers=workers, devices=devices, strategy=strategy,
                       backgrounds=_path(backgrounds), data=_path(data), val_backgrounds=_path(val_backgrounds),
