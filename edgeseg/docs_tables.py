@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -296,6 +297,33 @@ def _curve_value(contrast: float) -> Callable[[dict[str, Any], str], str]:
     return render
 
 
+def _spread_cell(stat: dict[str, Any] | None) -> str:
+    if not stat or stat.get("mean") is None:
+        return "–"
+    return f"{stat['mean']:.3f} ± {stat['sd']:.3f}" if stat.get("n", 1) > 1 else _num(stat["mean"])
+
+
+def study_table(doc: dict[str, Any], run: str) -> str:
+    """An ``edgeseg study`` report: one row per arm group (× precision), Dice and recall per held-out set as
+    mean ± sd over training seeds, false blobs per image per set, training seconds."""
+    sets = [s["name"] for s in doc["sets"]]
+    several = len(doc["precisions"]) > 1
+    rows: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    for row in doc["rows"]:
+        rows.setdefault((row["group"], row["precision"]), {})[row["set"]] = row
+    head = ["arm", *(["precision"] if several else []), "seeds",
+            *[f"`{s}` {m}" for s in sets for m in ("Dice", "recall")], "false blobs/img", "training s"]
+    body = []
+    for (group, precision), per in rows.items():
+        first = per[sets[0]]
+        wall = (first.get("train_wall_s") or {}).get("mean")
+        body.append([f"`{group}`" if group else "–", *([precision] if several else []), str(first["seeds"]),
+                     *[_spread_cell(per[s].get(m)) for s in sets for m in ("dice", "defect_recall")],
+                     " / ".join(_num((per[s].get("fp_blobs_per_image") or {}).get("mean")) for s in sets),
+                     "–" if wall is None else f"{wall:.0f}"])
+    return _table(head, body)
+
+
 @dataclass(frozen=True)
 class Block:
     """What a marker name renders: its JSON (relative to the run folder) and the function that renders it."""
@@ -313,6 +341,8 @@ TABLES: dict[str, Block] = {
     "bench": Block("bench.json", bench_table),
     **{f"line.{s}": Block(f"line/{s}/curve.json", curve_table) for s in ("brick", "moon", "grass", "gravel")},
     "line.calib": Block("line/brick/calib-compare.json", compare_table),
+    # Studies write beside the demo's run folder (edgeseg study's default --out is runs/study/<name>).
+    **{f"study.{s}": Block(f"../study/{s}/report.json", study_table) for s in ("devices", "workers")},
 }
 VALUES: dict[str, Block] = {
     **{f"eval.{s}": Block("metrics.json", _eval_value(s)) for s in ("seed", "gauss", "vary")},
@@ -350,7 +380,7 @@ def block_text(kind: str, name: str, doc: dict[str, Any], run: str | Path, sourc
     if kind == "value":
         return body
     command = _command(doc)
-    origin = f"From `{Path(source).as_posix()}`" + (f", written by `{command}`" if command else "")
+    origin = f"From `{Path(os.path.normpath(source)).as_posix()}`" + (f", written by `{command}`" if command else "")
     return f"\n{body}\n\n<sub>{origin}. Rendered by `make docs`.</sub>\n"
 
 

@@ -285,8 +285,10 @@ def _speed(arm_dir: Path, size: int) -> dict[str, float]:
     return {f"batch_{r['batch_size']}": r["images_per_s"] for r in rows}
 
 
-def run_study(spec: Spec, out: str | Path, progress: Progress = silent) -> dict[str, Any]:
-    """Run every arm not yet done, then write the summary (see the module docstring); returns the report."""
+def run_study(spec: Spec, out: str | Path, progress: Progress = silent,
+              command: list[str] | None = None) -> dict[str, Any]:
+    """Run every arm not yet done, then write the summary (see the module docstring); returns the report,
+    which records ``command`` (the command line that ran it) when given."""
     out = Path(out)
     sets = held_out(spec, out, progress)
     todo = arms(spec)
@@ -306,6 +308,8 @@ def run_study(spec: Spec, out: str | Path, progress: Progress = silent) -> dict[
             classical = _score("classical", sets)
             write_json(classical_path, classical)
     report = summarize(spec, results, classical)
+    if command:
+        report["command"] = list(command)
     write_json(out / "report.json", report)
     (out / "report.md").write_text(markdown(report))
     plot(report, out / "report.png")

@@ -185,3 +185,32 @@ def test_curve_value_names_each_detector_at_one_sigma(tmp_path):
     (tmp_path / "line" / "brick" / "curve.json").write_text(json.dumps(doc))
     text, _ = render_text("<!-- value:line.brick --><!-- /value:line.brick -->", tmp_path)
     assert "its own network 94 %, the demo network –, classical 32 %" in text
+
+
+def test_study_table_from_a_real_report(tmp_path):
+    """A report written by edgeseg.study's own summary (two seeds of one arm, one of another), rendered beside
+    the run folder as `make docs` finds it: mean ± sd where there are seeds, false blobs per set."""
+    from edgeseg.study import HeldOut, Spec, summarize
+
+    spec = Spec("devices", {"epochs": 10}, {"devices": [2, 1], "seed": [0, 1]},
+                (HeldOut("seed", "seed", 4, 1), HeldOut("gauss", "seed", 4, 3)), ("fp32",), False, False)
+
+    def arm(group, seed, dice, recall, fp, wall):
+        scores = {s: {"dice": dice, "defect_recall": recall, "fp_blobs_per_image": fp} for s in ("seed", "gauss")}
+        scores["gauss"] = {**scores["gauss"], "fp_blobs_per_image": fp + 0.005}
+        return {"arm": f"{group},seed={seed}", "group": group, "model": {}, "training": {"wall_s": wall},
+                "scores": {"fp32": scores}}
+
+    report = summarize(spec, [arm("devices=2", 0, 0.93, 0.98, 0.0, 400.0), arm("devices=2", 1, 0.94, 0.99, 0.0, 420.0),
+                              arm("devices=1", 0, 0.935, 0.97, 0.0, 195.0)])
+    report["command"] = [".venv/bin/edgeseg", "study", "studies/devices.toml"]
+    (tmp_path / "study" / "devices").mkdir(parents=True)
+    (tmp_path / "study" / "devices" / "report.json").write_text(json.dumps(report))
+    (tmp_path / "demo").mkdir()
+    out, rep = render_text("<!-- table:study.devices --><!-- /table:study.devices -->", tmp_path / "demo")
+    assert rep.rendered == ["table:study.devices"]
+    assert ("| arm | seeds | `seed` Dice | `seed` recall | `gauss` Dice | `gauss` recall | false blobs/img | training s |\n"
+            "|---|---|---|---|---|---|---|---|\n"
+            "| `devices=2` | 2 | 0.935 ± 0.007 | 0.985 ± 0.007 | 0.935 ± 0.007 | 0.985 ± 0.007 | 0 / 0.005 | 410 |\n"
+            "| `devices=1` | 1 | 0.935 | 0.970 | 0.935 | 0.970 | 0 / 0.005 | 195 |\n") in out
+    assert f"From `{(tmp_path / 'study' / 'devices' / 'report.json').as_posix()}`, written by `edgeseg study studies/devices.toml`" in out

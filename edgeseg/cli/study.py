@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -47,7 +48,7 @@ def study(
             console.print(f"  {'done ' if arm in done else 'to do'}  {arm.slug}", highlight=False, soft_wrap=True)
         return
     with progress_bar("study", enabled=not quiet) as progress:
-        run_study(parsed, out, progress)
+        run_study(parsed, out, progress, command=sys.argv)
     console.print(Markdown((out / "report.md").read_text()))
     console.print(f"wrote {out / 'report.md'}, report.json and report.png", highlight=False, soft_wrap=True)
 
