@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -100,17 +99,6 @@ def test_two_cpu_devices_train_and_the_checkpoint_resumes_on_one(tmp_path):
     assert manifest["config"]["devices"] == 1 and manifest["training"]["epochs_run"] == 3
 
 
-def _free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 def _cli_train(out: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     tiny = ["--model", "inline", "--model-arg", "width=4", "--model-arg", "stem=8", "--batch-size", "8", "--crop", "64",
             "--curriculum", "20:20:1", "--val-count", "4", "--fit-count", "4", "--learning-rate", "0.01", "-q"]
@@ -137,7 +125,9 @@ def test_two_workers_over_loopback_train_the_mirrored_step_and_the_chief_alone_w
     process (MirroredStrategy through model.fit): the same initial weights, the same global batch split the
     same way, so the first step's loss is the same (model.fit reports the replicas' sum, the loop their
     mean); the chief writes the run, the other worker nothing; the chief's checkpoint resumes on one device."""
-    ports = _free_ports(2)
+    from edgeseg.loopback import free_ports
+
+    ports = free_ports(2)
     workers = [f"127.0.0.1:{p}" for p in ports]
     steps = ["--epochs", "2", "--steps-per-epoch", "1", "--loss", "bce"]
     chief, other = tmp_path / "chief", tmp_path / "other"
