@@ -14,8 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edgeseg.cli.app import app
-from test_mask import RULE, SIZE, save_with_manifest, tiny_model, tiny_qdq_model
-from test_triton import fake_engine, one_line_error
+from serving_models import RULE, SIZE, one_line_error
 
 cli = CliRunner()
 SYSTEM_PYTHON = Path("/usr/bin/python3")
@@ -28,15 +27,6 @@ def keyfile(path: Path) -> configparser.ConfigParser:
     parser.optionxform = str
     parser.read_string(path.read_text())
     return parser
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    d = tmp_path_factory.mktemp("ds-models")
-    int8 = save_with_manifest(tiny_qdq_model(), d / "model.int8.onnx", precision="int8")
-    fp16_like = save_with_manifest(tiny_model(), d / "model.fp16.onnx", precision="fp16")
-    return {"fp32": save_with_manifest(tiny_model(), d / "model.onnx"), "int8": int8, "fp16": fp16_like,
-            "engine": fake_engine(d / "engines", int8)}
 
 
 def export(*args: str):

@@ -11,57 +11,9 @@ import numpy as np
 import pytest
 
 from edgeseg.errors import EdgesegError
-from tiny_models import tiny_graph
+from serving_models import RULE, SIZE, save_with_manifest, tiny_model, tiny_qdq_model
 
-SIZE = 32
-RULE = {"grow": 0.4, "min_area": 8}
 DEMO = Path(__file__).resolve().parents[2] / "runs" / "demo"
-
-
-def save_with_manifest(model, path: Path, threshold: float | None = 0.6, rule=RULE, precision="fp32") -> Path:
-    """Save an ONNX ModelProto with an edgeseg manifest beside it (threshold and mask rule, as train writes)."""
-    import onnx
-
-    from edgeseg.artifacts import write_manifest
-
-    onnx.save(model, str(path))
-    extra = {"threshold": threshold, "mask_rule": rule} if threshold is not None else {}
-    write_manifest(path, "onnx", {"input": "image"}, precision=precision, **extra)
-    return path
-
-
-def tiny_model(size: int = SIZE):
-    """(N, size, size, 1) raw pixels → 5×5 mean → sigmoid((m − 112) / 2) → prob (N, size, size, 1)."""
-    return tiny_graph(size)
-
-
-def tiny_qdq_model(size: int = SIZE):
-    """A symmetric Q/DQ INT8 model as edgeseg quantize writes them: quantized activations and per-channel int8
-    weights into a 3×3 conv, then a sigmoid."""
-    from onnx import TensorProto, helper
-
-    w = np.full((1, 1, 3, 3), 14, dtype=np.int8)  # ×(1/126) per weight: a 3×3 mean, roughly
-    nodes = [
-        helper.make_node("Transpose", ["image"], ["nchw"], perm=[0, 3, 1, 2]),
-        helper.make_node("QuantizeLinear", ["nchw", "x_scale", "x_zero"], ["xq"]),
-        helper.make_node("DequantizeLinear", ["xq", "x_scale", "x_zero"], ["xd"]),
-        helper.make_node("DequantizeLinear", ["w_q", "w_scale", "w_zero"], ["w"], axis=0),
-        helper.make_node("Conv", ["xd", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
-        helper.make_node("Sigmoid", ["c"], ["p"]),
-        helper.make_node("Transpose", ["p"], ["prob"], perm=[0, 2, 3, 1]),
-    ]
-    graph = helper.make_graph(
-        nodes, "tiny_qdq",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", size, size, 1])],
-        [helper.make_tensor_value_info("prob", TensorProto.FLOAT, ["N", size, size, 1])],
-        [helper.make_tensor("x_scale", TensorProto.FLOAT, [], [2.0]),
-         helper.make_tensor("x_zero", TensorProto.INT8, [], [0]),
-         helper.make_tensor("w_q", TensorProto.INT8, [1, 1, 3, 3], w.ravel().tolist()),
-         helper.make_tensor("w_scale", TensorProto.FLOAT, [1], [1 / 126]),
-         helper.make_tensor("w_zero", TensorProto.INT8, [1], [0]),
-         helper.make_tensor("b", TensorProto.FLOAT, [1], [-112.0])],
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
 def run(path_or_model, images: np.ndarray) -> list[np.ndarray]:

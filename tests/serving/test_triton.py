@@ -7,14 +7,12 @@ import json
 import shutil
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from edgeseg.cli.app import app
-from test_mask import RULE, SIZE, save_with_manifest, tiny_model, tiny_qdq_model
+from serving_models import RULE, SIZE, fake_engine, one_line_error
 
 cli = CliRunner()
-ENGINE_PROFILE = {"input": "image", "min": [1, SIZE, SIZE, 1], "opt": [8, SIZE, SIZE, 1], "max": [32, SIZE, SIZE, 1]}
 
 
 def parse(entry: Path):
@@ -39,35 +37,6 @@ def kind(group) -> str:
 
 def export(*args: str):
     return cli.invoke(app, ["export-triton", *args])
-
-
-def one_line_error(result, text: str) -> None:
-    assert result.exit_code == 1, result.output
-    assert text in result.output and result.output.startswith("error:"), result.output
-    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    d = tmp_path_factory.mktemp("triton-models")
-    onnx32 = save_with_manifest(tiny_model(), d / "model.onnx")
-    int8 = save_with_manifest(tiny_qdq_model(), d / "model.int8.onnx", precision="int8")
-    return {"fp32": onnx32, "int8": int8, "engine": fake_engine(d / "engines", int8)}
-
-
-def fake_engine(folder: Path, onnx_path: Path, profile=ENGINE_PROFILE, cc: str = "8.7") -> Path:
-    """An engine file with the manifest edgeseg build-engine writes (profile, TensorRT device, source ONNX).
-    The plan bytes are opaque to everything tested here: Triton's config is written from the manifest."""
-    from edgeseg.artifacts import sha256_file, write_manifest
-
-    folder.mkdir(parents=True, exist_ok=True)
-    engine = folder / "model.int8.engine"
-    engine.write_bytes(b"serialized-plan-bytes")
-    write_manifest(engine, "engine", {"batch": [profile["min"][0], profile["opt"][0], profile["max"][0]]},
-                   precision="int8", profile=profile,
-                   tensorrt={"version": "10.3.0.30", "gpu": "Orin", "compute_capability": cc, "version_compatible": False},
-                   onnx={"path": str(onnx_path), "sha256": sha256_file(onnx_path)}, threshold=0.6, mask_rule=RULE)
-    return engine
 
 
 def test_onnx_entry_holds_the_models_names_types_and_shapes(models, tmp_path):

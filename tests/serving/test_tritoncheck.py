@@ -20,8 +20,6 @@ from typer.testing import CliRunner
 from edgeseg.cli.app import app
 from edgeseg.serving.server import SERVE_VENV
 from edgeseg.serving.tritoncheck import check_config, find_tritonserver
-from test_mask import save_with_manifest, tiny_model, tiny_qdq_model
-from test_triton import fake_engine
 
 ROOT = Path(__file__).resolve().parents[2]
 pytest.importorskip("onnx")
@@ -36,14 +34,6 @@ def server():
     if not python.exists():
         subprocess.run(["make", "serve-env"], cwd=ROOT, check=True, timeout=600)
     return find_tritonserver(python)
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tritonserver-models")
-    fp32 = save_with_manifest(tiny_model(), d / "model.onnx")
-    int8 = save_with_manifest(tiny_qdq_model(), d / "model.int8.onnx", precision="int8")
-    return {"fp32": fp32, "int8": int8, "engine": fake_engine(d / "engines", int8)}
 
 
 @pytest.fixture
