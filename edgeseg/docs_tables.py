@@ -305,7 +305,8 @@ def _spread_cell(stat: dict[str, Any] | None) -> str:
 
 def study_table(doc: dict[str, Any], run: str) -> str:
     """An ``edgeseg study`` report: one row per arm group (× precision), Dice and recall per held-out set as
-    mean ± sd over training seeds, false blobs per image per set, training seconds."""
+    mean ± sd over training seeds, false blobs per image per set, training seconds; the classical detector's
+    row last when the study scored it."""
     sets = [s["name"] for s in doc["sets"]]
     several = len(doc["precisions"]) > 1
     rows: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
@@ -321,6 +322,11 @@ def study_table(doc: dict[str, Any], run: str) -> str:
                      *[_spread_cell(per[s].get(m)) for s in sets for m in ("dice", "defect_recall")],
                      " / ".join(_num((per[s].get("fp_blobs_per_image") or {}).get("mean")) for s in sets),
                      "–" if wall is None else f"{wall:.0f}"])
+    classical = doc.get("classical") or {}
+    if all(s in classical for s in sets):
+        body.append(["classical", *(["–"] if several else []), "–",
+                     *[_num(classical[s].get(m)) for s in sets for m in ("dice", "defect_recall")],
+                     " / ".join(_num(classical[s].get("fp_blobs_per_image")) for s in sets), "–"])
     return _table(head, body)
 
 
@@ -342,7 +348,7 @@ TABLES: dict[str, Block] = {
     **{f"line.{s}": Block(f"line/{s}/curve.json", curve_table) for s in ("brick", "moon", "grass", "gravel")},
     "line.calib": Block("line/brick/calib-compare.json", compare_table),
     # Studies write beside the demo's run folder (edgeseg study's default --out is runs/study/<name>).
-    **{f"study.{s}": Block(f"../study/{s}/report.json", study_table) for s in ("devices", "workers")},
+    **{f"study.{s}": Block(f"../study/{s}/report.json", study_table) for s in ("devices", "workers", "data", "losses", "networks")},
 }
 VALUES: dict[str, Block] = {
     **{f"eval.{s}": Block("metrics.json", _eval_value(s)) for s in ("seed", "gauss", "vary")},

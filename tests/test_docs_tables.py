@@ -201,8 +201,9 @@ def test_study_table_from_a_real_report(tmp_path):
         return {"arm": f"{group},seed={seed}", "group": group, "model": {}, "training": {"wall_s": wall},
                 "scores": {"fp32": scores}}
 
+    classical = {s: {"dice": 0.9, "defect_recall": 0.943, "fp_blobs_per_image": 0.0} for s in ("seed", "gauss")}
     report = summarize(spec, [arm("devices=2", 0, 0.93, 0.98, 0.0, 400.0), arm("devices=2", 1, 0.94, 0.99, 0.0, 420.0),
-                              arm("devices=1", 0, 0.935, 0.97, 0.0, 195.0)])
+                              arm("devices=1", 0, 0.935, 0.97, 0.0, 195.0)], classical)
     report["command"] = [".venv/bin/edgeseg", "study", "studies/devices.toml"]
     (tmp_path / "study" / "devices").mkdir(parents=True)
     (tmp_path / "study" / "devices" / "report.json").write_text(json.dumps(report))
@@ -212,5 +213,6 @@ def test_study_table_from_a_real_report(tmp_path):
     assert ("| arm | seeds | `seed` Dice | `seed` recall | `gauss` Dice | `gauss` recall | false blobs/img | training s |\n"
             "|---|---|---|---|---|---|---|---|\n"
             "| `devices=2` | 2 | 0.935 ± 0.007 | 0.985 ± 0.007 | 0.935 ± 0.007 | 0.985 ± 0.007 | 0 / 0.005 | 410 |\n"
-            "| `devices=1` | 1 | 0.935 | 0.970 | 0.935 | 0.970 | 0 / 0.005 | 195 |\n") in out
+            "| `devices=1` | 1 | 0.935 | 0.970 | 0.935 | 0.970 | 0 / 0.005 | 195 |\n"
+            "| classical | – | 0.900 | 0.943 | 0.900 | 0.943 | 0 / 0 | – |\n") in out
     assert f"From `{(tmp_path / 'study' / 'devices' / 'report.json').as_posix()}`, written by `edgeseg study studies/devices.toml`" in out
