@@ -10,6 +10,7 @@ import typer
 
 from edgeseg.cli.common import console, progress_bar, user_errors
 
+# Typer renders help as rich markup: a bracketed word is a style tag unless escaped (\[grid]).
 _STUDY_EPILOG = """\
 Examples:
 
@@ -17,7 +18,7 @@ Examples:
 
   edgeseg study studies/losses.toml --out runs/study/losses   # hours: BCE vs Dice vs mixes and schedules
 
-Each arm (one combination of the spec's [grid]) trains in OUT/arms/<arm>/, resumes from its checkpoint after
+Each arm (one combination of the spec's \\[grid]) trains in OUT/arms/<arm>/, resumes from its checkpoint after
 an interruption and is skipped once its result.json exists, so rerunning the same command continues a study.
 Every arm is scored at its own operating point on the same held-out sets (OUT/data/), and the summary gives
 mean ± sd over training seeds: OUT/report.md, report.json, report.png.
@@ -26,7 +27,7 @@ mean ± sd over training seeds: OUT/report.md, report.json, report.png.
 
 @user_errors
 def study(
-    spec: Path = typer.Argument(..., help="The study spec (TOML): [train], [grid], [[sets]], [deploy]."),
+    spec: Path = typer.Argument(..., help="The study spec (TOML): \\[train], \\[grid], \\[\\[sets]], \\[deploy]."),
     out: Optional[Path] = typer.Option(None, "--out", help="Study folder (default: runs/study/<spec name>)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Check the spec and list its arms; train nothing."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
