@@ -261,6 +261,18 @@ def _bench_value(doc: dict[str, Any], run: str) -> str:
             f"(`{_name(b['model'], run)}`)")
 
 
+def _study_recall(group_prefix: str, sets: Sequence[str]) -> Callable[[dict[str, Any], str], str]:
+    """An ``edgeseg study`` report: the lowest and highest defect recall of any single trained network (any
+    seed) of the FP32 arm groups starting with ``group_prefix``, over ``sets`` (``26–62 %``)."""
+    def render(doc: dict[str, Any], run: str) -> str:
+        stats = [r["defect_recall"] for r in doc["rows"] if r["group"].startswith(group_prefix)
+                 and r["set"] in sets and r["precision"] == "fp32" and r["defect_recall"]["n"]]
+        if not stats:
+            raise EdgesegError(f"no arm group {group_prefix!r} scored on {', '.join(sets)} in the study report")
+        return f"{100 * min(s['min'] for s in stats):.0f}–{100 * max(s['max'] for s in stats):.0f} %"
+    return render
+
+
 def curve_table(doc: dict[str, Any], run: str) -> str:
     """``edgeseg contrast-curve`` JSON: each detector's recall per contrast at the same false-alarm rate on the
     test images (its lowest threshold within the budget there), or, where no threshold gets there, at its
@@ -312,20 +324,23 @@ def study_table(doc: dict[str, Any], run: str) -> str:
     rows: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
     for row in doc["rows"]:
         rows.setdefault((row["group"], row["precision"]), {})[row["set"]] = row
+    # A defect-free set (no arm has a Dice on it) says only how often each model fires: false blobs alone.
+    scored = [s for s in sets if any((per[s].get("dice") or {}).get("mean") is not None for per in rows.values())]
     head = ["arm", *(["precision"] if several else []), "seeds",
-            *[f"`{s}` {m}" for s in sets for m in ("Dice", "recall")], "false blobs/img", "training s"]
+            *[f"`{s}` {m}" for s in scored for m in ("Dice", "recall")],
+            "false blobs/img" + (f" ({' / '.join(f'`{s}`' for s in sets)})" if len(sets) > 1 else ""), "training s"]
     body = []
     for (group, precision), per in rows.items():
         first = per[sets[0]]
         wall = (first.get("train_wall_s") or {}).get("mean")
         body.append([f"`{group}`" if group else "–", *([precision] if several else []), str(first["seeds"]),
-                     *[_spread_cell(per[s].get(m)) for s in sets for m in ("dice", "defect_recall")],
+                     *[_spread_cell(per[s].get(m)) for s in scored for m in ("dice", "defect_recall")],
                      " / ".join(_num((per[s].get("fp_blobs_per_image") or {}).get("mean")) for s in sets),
                      "–" if wall is None else f"{wall:.0f}"])
     classical = doc.get("classical") or {}
     if all(s in classical for s in sets):
         body.append(["classical", *(["–"] if several else []), "–",
-                     *[_num(classical[s].get(m)) for s in sets for m in ("dice", "defect_recall")],
+                     *[_num(classical[s].get(m)) for s in scored for m in ("dice", "defect_recall")],
                      " / ".join(_num(classical[s].get("fp_blobs_per_image")) for s in sets), "–"])
     return _table(head, body)
 
@@ -360,6 +375,8 @@ VALUES: dict[str, Block] = {
     "detectability": Block("detectability.json", _detectability_value),
     "bench": Block("bench.json", _bench_value),
     **{f"line.{s}": Block(f"line/{s}/curve.json", _curve_value(1.0)) for s in ("brick", "moon", "grass", "gravel")},
+    **{f"study.data.{p}": Block("../study/data/report.json", _study_recall(f"preset={p}", ("gauss", "vary")))
+       for p in ("seed", "train")},
 }
 _KINDS = {"table": TABLES, "value": VALUES}
 _MARKER = re.compile(r"(<!-- (table|value):([\w.-]+) -->)(.*?)(<!-- /\2:\3 -->)", re.DOTALL)

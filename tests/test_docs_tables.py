@@ -210,9 +210,57 @@ def test_study_table_from_a_real_report(tmp_path):
     (tmp_path / "demo").mkdir()
     out, rep = render_text("<!-- table:study.devices --><!-- /table:study.devices -->", tmp_path / "demo")
     assert rep.rendered == ["table:study.devices"]
-    assert ("| arm | seeds | `seed` Dice | `seed` recall | `gauss` Dice | `gauss` recall | false blobs/img | training s |\n"
+    assert ("| arm | seeds | `seed` Dice | `seed` recall | `gauss` Dice | `gauss` recall | false blobs/img (`seed` / `gauss`) | training s |\n"
             "|---|---|---|---|---|---|---|---|\n"
             "| `devices=2` | 2 | 0.935 ± 0.007 | 0.985 ± 0.007 | 0.935 ± 0.007 | 0.985 ± 0.007 | 0 / 0.005 | 410 |\n"
             "| `devices=1` | 1 | 0.935 | 0.970 | 0.935 | 0.970 | 0 / 0.005 | 195 |\n"
             "| classical | – | 0.900 | 0.943 | 0.900 | 0.943 | 0 / 0 | – |\n") in out
     assert f"From `{(tmp_path / 'study' / 'devices' / 'report.json').as_posix()}`, written by `edgeseg study studies/devices.toml`" in out
+
+
+def test_study_table_shows_a_defect_free_set_by_its_false_blobs_only(tmp_path):
+    """A defect-free set has no Dice or recall: no empty columns for it, only its false blobs per image."""
+    from edgeseg.study import HeldOut, Spec, summarize
+
+    spec = Spec("data", {}, {"preset": ["train"], "seed": [0]},
+                (HeldOut("seed", "seed", 4, 1), HeldOut("good", "seed", 4, 2, {"good_fraction": 1.0})),
+                ("fp32",), False, False)
+    scores = {"seed": {"dice": 0.95, "defect_recall": 0.99, "fp_blobs_per_image": 0.0},
+              "good": {"dice": None, "defect_recall": None, "fp_blobs_per_image": 0.02}}
+    report = summarize(spec, [{"arm": "preset=train,seed=0", "group": "preset=train", "model": {},
+                               "training": {"wall_s": 600.0}, "scores": {"fp32": scores}}],
+                       {"seed": scores["seed"], "good": {**scores["good"], "fp_blobs_per_image": 0.0}})
+    (tmp_path / "study" / "data").mkdir(parents=True)
+    (tmp_path / "study" / "data" / "report.json").write_text(json.dumps(report))
+    (tmp_path / "demo").mkdir()
+    out, rep = render_text("<!-- table:study.data --><!-- /table:study.data -->", tmp_path / "demo")
+    assert rep.rendered == ["table:study.data"]
+    assert ("| arm | seeds | `seed` Dice | `seed` recall | false blobs/img (`seed` / `good`) | training s |\n"
+            "|---|---|---|---|---|---|\n"
+            "| `preset=train` | 1 | 0.950 | 0.990 | 0 / 0.020 | 600 |\n"
+            "| classical | – | 0.950 | 0.990 | 0 / 0 | – |\n") in out
+
+
+def test_study_recall_value_spans_every_trained_network(tmp_path):
+    """The README's training-data phrase: the lowest and highest recall of any one network (any seed) of the
+    named arms over `gauss` and `vary`; the `seed` set and the other arms do not enter it."""
+    from edgeseg.study import HeldOut, Spec, summarize
+
+    names = ("seed", "gauss", "vary")
+    spec = Spec("data", {}, {"preset": ["seed", "train"], "seed": [0, 1]},
+                tuple(HeldOut(n, "seed", 4, i) for i, n in enumerate(names)), ("fp32",), False, False)
+
+    def arm(preset, seed, recalls):
+        scores = {n: {"dice": 0.9, "defect_recall": r, "fp_blobs_per_image": 0.0} for n, r in zip(names, recalls)}
+        return {"arm": f"preset={preset},seed={seed}", "group": f"preset={preset}", "model": {}, "training": {},
+                "scores": {"fp32": scores}}
+
+    report = summarize(spec, [arm("seed", 0, (0.99, 0.07, 0.60)), arm("seed", 1, (1.0, 0.57, 0.911)),
+                              arm("train", 0, (0.98, 0.90, 0.93)), arm("train", 1, (0.99, 0.91, 0.926))])
+    (tmp_path / "study" / "data").mkdir(parents=True)
+    (tmp_path / "study" / "data" / "report.json").write_text(json.dumps(report))
+    (tmp_path / "demo").mkdir()
+    text = "<!-- value:study.data.seed -->?<!-- /value:study.data.seed --> <!-- value:study.data.train -->?<!-- /value:study.data.train -->"
+    out, rep = render_text(text, tmp_path / "demo")
+    assert rep.rendered == ["value:study.data.seed", "value:study.data.train"]
+    assert "-->7–91 %<!--" in out and "-->90–93 %<!--" in out
