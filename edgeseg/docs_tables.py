@@ -273,6 +273,27 @@ def _study_recall(group_prefix: str, sets: Sequence[str]) -> Callable[[dict[str,
     return render
 
 
+def equal_fa_table(budgets: Sequence[float]) -> Callable[[dict[str, Any], str], str]:
+    """``edgeseg equal-fa`` JSON: each model's best recall / Dice within each of ``budgets`` (false blobs per
+    image) on each large set. A model saved as a run's ``model.onnx`` is named by its run folder (a study arm)."""
+    def render(doc: dict[str, Any], run: str) -> str:
+        missing = [b for b in budgets if b not in doc["budgets"]]
+        if missing:
+            raise EdgesegError(f"the equal-fa JSON has no budget {missing[0]:g} (it has {doc['budgets']})")
+        sets = [s["name"] for s in doc["sets"]]
+        best = {(b["model"], b["set"], b["budget"]): b for b in doc["best"]}
+        rows = []
+        for model in dict.fromkeys(b["model"] for b in doc["best"]):
+            p = Path(model)
+            label = "classical" if model == "classical" else p.parent.name if p.stem == "model" else _name(model, run)
+            for budget in budgets:
+                cells = [best.get((model, s, budget)) for s in sets]
+                rows.append([f"`{label}`", f"≤ {budget:g}",
+                             *["–" if c is None else f"{_num(c['recall'])} / {_num(c['dice'])}" for c in cells]])
+        return _table(["model", "false blobs/img", *[f"`{s}` recall / Dice" for s in sets]], rows)
+    return render
+
+
 def curve_table(doc: dict[str, Any], run: str) -> str:
     """``edgeseg contrast-curve`` JSON: each detector's recall per contrast at the same false-alarm rate on the
     test images (its lowest threshold within the budget there), or, where no threshold gets there, at its
@@ -364,6 +385,7 @@ TABLES: dict[str, Block] = {
     "line.calib": Block("line/brick/calib-compare.json", compare_table),
     # Studies write beside the demo's run folder (edgeseg study's default --out is runs/study/<name>).
     **{f"study.{s}": Block(f"../study/{s}/report.json", study_table) for s in ("devices", "workers", "data", "losses", "networks")},
+    "study.losses.equal-fa": Block("../study/losses/equal-fa.json", equal_fa_table((0.001, 0.005))),
 }
 VALUES: dict[str, Block] = {
     **{f"eval.{s}": Block("metrics.json", _eval_value(s)) for s in ("seed", "gauss", "vary")},

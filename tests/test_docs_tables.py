@@ -264,3 +264,36 @@ def test_study_recall_value_spans_every_trained_network(tmp_path):
     out, rep = render_text(text, tmp_path / "demo")
     assert rep.rendered == ["value:study.data.seed", "value:study.data.train"]
     assert "-->7–91 %<!--" in out and "-->90–93 %<!--" in out
+
+
+def test_equal_fa_table_from_a_real_report(tmp_path):
+    """An ``edgeseg.equal_fa`` report on real sets (a tiny ONNX model saved as a study arm's model.onnx, and the
+    classical detector): one row per model named by its arm folder, each cell the row of `best` at 0.005."""
+    from tiny_models import tiny_onnx
+
+    from edgeseg.artifacts import write_manifest
+    from edgeseg.data.dataset import write_dataset
+    from edgeseg.data.synth import PRESETS
+    from edgeseg.docs_tables import _num
+    from edgeseg.equal_fa import EvalSet, measure
+
+    easy = PRESETS["test"].replace(image_size=48, defect_size=(8, 16), contrast=(3, 5))
+    arm = tmp_path / "study" / "losses" / "arms" / "seed=0,loss=bce"
+    arm.mkdir(parents=True)
+    model = tiny_onnx(arm / "model.onnx", size=48)
+    write_manifest(model, "onnx", {"model": "mean"}, threshold=0.88, mask_rule={"grow": None, "min_area": 16})
+    sets = [EvalSet("seed", write_dataset(tmp_path / "d", easy, count=8, seed=21),
+                    write_dataset(tmp_path / "g", easy.replace(good_fraction=1.0), count=8, seed=22))]
+    report = measure([str(model), "classical"], sets, budgets=(0.001, 0.005))
+    (tmp_path / "study" / "losses" / "equal-fa.json").write_text(json.dumps(report))
+    (tmp_path / "demo").mkdir()
+    out, rep = render_text("<!-- table:study.losses.equal-fa --><!-- /table:study.losses.equal-fa -->",
+                           tmp_path / "demo")
+    assert rep.rendered == ["table:study.losses.equal-fa"]
+    cell = {(b["model"], b["budget"]): f"{_num(b['recall'])} / {_num(b['dice'])}" for b in report["best"]}
+    assert cell["classical", 0.005] != cell[str(model), 0.005]  # distinct cells: a swapped row fails
+    assert ("| model | false blobs/img | `seed` recall / Dice |\n|---|---|---|\n"
+            f"| `seed=0,loss=bce` | ≤ 0.001 | {cell[str(model), 0.001]} |\n"
+            f"| `seed=0,loss=bce` | ≤ 0.005 | {cell[str(model), 0.005]} |\n"
+            f"| `classical` | ≤ 0.001 | {cell['classical', 0.001]} |\n"
+            f"| `classical` | ≤ 0.005 | {cell['classical', 0.005]} |\n") in out
