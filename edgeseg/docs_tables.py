@@ -384,7 +384,8 @@ TABLES: dict[str, Block] = {
     **{f"line.{s}": Block(f"line/{s}/curve.json", curve_table) for s in ("brick", "moon", "grass", "gravel")},
     "line.calib": Block("line/brick/calib-compare.json", compare_table),
     # Studies write beside the demo's run folder (edgeseg study's default --out is runs/study/<name>).
-    **{f"study.{s}": Block(f"../study/{s}/report.json", study_table) for s in ("devices", "workers", "data", "losses", "networks")},
+    **{f"study.{s}": Block(f"../study/{s}/report.json", study_table)
+       for s in ("devices", "workers", "data", "losses", "networks", "unet")},
     "study.losses.equal-fa": Block("../study/losses/equal-fa.json", equal_fa_table((0.001, 0.005))),
 }
 VALUES: dict[str, Block] = {

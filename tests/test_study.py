@@ -115,8 +115,9 @@ def test_shipped_specs_are_valid():
                           timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert done.returncode == 0, done.stderr[-2000:]
     specs = json.loads(done.stdout.strip().splitlines()[-1])
-    assert {"quick", "losses", "networks", "data", "devices", "workers"} <= set(specs)
-    assert specs["losses"][0] == 15 and "int8" in specs["networks"][1] and specs["devices"][0] == 4
+    assert {"quick", "losses", "networks", "unet", "data", "devices", "workers"} <= set(specs)
+    assert specs["losses"][0] == 12 and "int8" in specs["networks"][1] and specs["devices"][0] == 4
+    assert specs["networks"][0] == 4 and specs["unet"][0] == 2 and specs["unet"][1:] == specs["networks"][1:]
     assert specs["workers"][0] == 4
     assert specs["quick"][2] == ["easy", "good"]
 
