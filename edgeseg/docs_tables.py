@@ -347,22 +347,32 @@ def study_table(doc: dict[str, Any], run: str) -> str:
         rows.setdefault((row["group"], row["precision"]), {})[row["set"]] = row
     # A defect-free set (no arm has a Dice on it) says only how often each model fires: false blobs alone.
     scored = [s for s in sets if any((per[s].get("dice") or {}).get("mean") is not None for per in rows.values())]
+    # A study with [deploy] bench = true timed each arm's FP32 ONNX model: the network's cost, shown once per
+    # arm group (on its fp32 row), beside its FLOPs.
+    timed = any(r.get("images_per_s") for r in doc["rows"])
     head = ["arm", *(["precision"] if several else []), "seeds",
             *[f"`{s}` {m}" for s in scored for m in ("Dice", "recall")],
-            "false blobs/img" + (f" ({' / '.join(f'`{s}`' for s in sets)})" if len(sets) > 1 else ""), "training s"]
+            "false blobs/img" + (f" ({' / '.join(f'`{s}`' for s in sets)})" if len(sets) > 1 else ""), "training s",
+            *(["GFLOP", "FP32 images/s (b1 / b32)"] if timed else [])]
     body = []
     for (group, precision), per in rows.items():
         first = per[sets[0]]
         wall = (first.get("train_wall_s") or {}).get("mean")
+        speed = first.get("images_per_s") if precision == "fp32" else None
+        flops = first.get("flops_per_image")
         body.append([f"`{group}`" if group else "–", *([precision] if several else []), str(first["seeds"]),
                      *[_spread_cell(per[s].get(m)) for s in scored for m in ("dice", "defect_recall")],
                      " / ".join(_num((per[s].get("fp_blobs_per_image") or {}).get("mean")) for s in sets),
-                     "–" if wall is None else f"{wall:.0f}"])
+                     "–" if wall is None else f"{wall:.0f}",
+                     *([_num(flops / 1e9) if flops and speed else "–",
+                        " / ".join(_int(speed[k]) for k in ("batch_1", "batch_32")) if speed else "–"]
+                       if timed else [])])
     classical = doc.get("classical") or {}
     if all(s in classical for s in sets):
         body.append(["classical", *(["–"] if several else []), "–",
                      *[_num(classical[s].get(m)) for s in scored for m in ("dice", "defect_recall")],
-                     " / ".join(_num(classical[s].get("fp_blobs_per_image")) for s in sets), "–"])
+                     " / ".join(_num(classical[s].get("fp_blobs_per_image")) for s in sets), "–",
+                     *(["–", "–"] if timed else [])])
     return _table(head, body)
 
 

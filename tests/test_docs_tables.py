@@ -297,3 +297,29 @@ def test_equal_fa_table_from_a_real_report(tmp_path):
             f"| `seed=0,loss=bce` | ≤ 0.005 | {cell[str(model), 0.005]} |\n"
             f"| `classical` | ≤ 0.001 | {cell['classical', 0.001]} |\n"
             f"| `classical` | ≤ 0.005 | {cell['classical', 0.005]} |\n") in out
+
+
+def test_study_table_shows_a_timed_networks_cost_once_per_arm(tmp_path):
+    """With [deploy] bench, each arm's FP32 ONNX images/s (mean over seeds) and GFLOP appear on its fp32 row
+    only: the FP16 and INT8 rows are the same network's accuracy, not another speed."""
+    from edgeseg.study import HeldOut, Spec, summarize
+
+    spec = Spec("networks", {}, {"model": ["inline", "context"], "seed": [0, 1]}, (HeldOut("seed", "seed", 4, 1),),
+                ("fp32", "int8"), False, True)
+
+    def arm(model, seed, speed, flops):
+        scores = {p: {"seed": {"dice": 0.9, "defect_recall": 0.95, "fp_blobs_per_image": 0.0}} for p in spec.precisions}
+        return {"arm": f"model={model},seed={seed}", "group": f"model={model}", "scores": scores,
+                "model": {"flops_per_image": flops}, "training": {"wall_s": 100.0},
+                "speed": {"batch_1": speed, "batch_32": 2 * speed}}
+
+    report = summarize(spec, [arm("inline", 0, 1000.0, 117440512), arm("inline", 1, 1200.0, 117440512),
+                              arm("context", 0, 300.0, 4e8)])
+    (tmp_path / "study" / "networks").mkdir(parents=True)
+    (tmp_path / "study" / "networks" / "report.json").write_text(json.dumps(report))
+    (tmp_path / "demo").mkdir()
+    out, _ = render_text("<!-- table:study.networks --><!-- /table:study.networks -->", tmp_path / "demo")
+    assert "| training s | GFLOP | FP32 images/s (b1 / b32) |" in out
+    assert "| `model=inline` | fp32 | 2 | 0.900 ± 0.000 | 0.950 ± 0.000 | 0 | 100 | 0.117 | 1,100 / 2,200 |" in out
+    assert "| `model=inline` | int8 | 2 | 0.900 ± 0.000 | 0.950 ± 0.000 | 0 | 100 | – | – |" in out
+    assert "| `model=context` | fp32 | 1 | 0.900 | 0.950 | 0 | 100 | 0.400 | 300 / 600 |" in out
