@@ -187,6 +187,16 @@ def test_curve_value_names_each_detector_at_one_sigma(tmp_path):
     assert "its own network 94 %, the demo network –, classical 32 %" in text
 
 
+def _render_beside_demo(tmp_path, source: str, doc: dict, text: str):
+    """Render ``text`` as `make docs` does from runs/demo, with ``doc`` written at ``source`` (relative to the
+    folder beside demo/, as a study writes runs/study/<name>/report.json)."""
+    path = tmp_path / source
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc))
+    (tmp_path / "demo").mkdir(exist_ok=True)
+    return render_text(text, tmp_path / "demo")
+
+
 def test_study_table_from_a_real_report(tmp_path):
     """A report written by edgeseg.study's own summary (two seeds of one arm, one of another), rendered beside
     the run folder as `make docs` finds it: mean ± sd where there are seeds, false blobs per set."""
@@ -205,10 +215,7 @@ def test_study_table_from_a_real_report(tmp_path):
     report = summarize(spec, [arm("devices=2", 0, 0.93, 0.98, 0.0, 400.0), arm("devices=2", 1, 0.94, 0.99, 0.0, 420.0),
                               arm("devices=1", 0, 0.935, 0.97, 0.0, 195.0)], classical)
     report["command"] = [".venv/bin/edgeseg", "study", "studies/devices.toml"]
-    (tmp_path / "study" / "devices").mkdir(parents=True)
-    (tmp_path / "study" / "devices" / "report.json").write_text(json.dumps(report))
-    (tmp_path / "demo").mkdir()
-    out, rep = render_text("<!-- table:study.devices --><!-- /table:study.devices -->", tmp_path / "demo")
+    out, rep = _render_beside_demo(tmp_path, "study/devices/report.json", report, "<!-- table:study.devices --><!-- /table:study.devices -->")
     assert rep.rendered == ["table:study.devices"]
     assert ("| arm | seeds | `seed` Dice | `seed` recall | `gauss` Dice | `gauss` recall | false blobs/img (`seed` / `gauss`) | training s |\n"
             "|---|---|---|---|---|---|---|---|\n"
@@ -230,10 +237,7 @@ def test_study_table_shows_a_defect_free_set_by_its_false_blobs_only(tmp_path):
     report = summarize(spec, [{"arm": "preset=train,seed=0", "group": "preset=train", "model": {},
                                "training": {"wall_s": 600.0}, "scores": {"fp32": scores}}],
                        {"seed": scores["seed"], "good": {**scores["good"], "fp_blobs_per_image": 0.0}})
-    (tmp_path / "study" / "data").mkdir(parents=True)
-    (tmp_path / "study" / "data" / "report.json").write_text(json.dumps(report))
-    (tmp_path / "demo").mkdir()
-    out, rep = render_text("<!-- table:study.data --><!-- /table:study.data -->", tmp_path / "demo")
+    out, rep = _render_beside_demo(tmp_path, "study/data/report.json", report, "<!-- table:study.data --><!-- /table:study.data -->")
     assert rep.rendered == ["table:study.data"]
     assert ("| arm | seeds | `seed` Dice | `seed` recall | false blobs/img (`seed` / `good`) | training s |\n"
             "|---|---|---|---|---|---|\n"
@@ -257,11 +261,8 @@ def test_study_recall_value_spans_every_trained_network(tmp_path):
 
     report = summarize(spec, [arm("seed", 0, (0.99, 0.07, 0.60)), arm("seed", 1, (1.0, 0.57, 0.911)),
                               arm("train", 0, (0.98, 0.90, 0.93)), arm("train", 1, (0.99, 0.91, 0.926))])
-    (tmp_path / "study" / "data").mkdir(parents=True)
-    (tmp_path / "study" / "data" / "report.json").write_text(json.dumps(report))
-    (tmp_path / "demo").mkdir()
     text = "<!-- value:study.data.seed -->?<!-- /value:study.data.seed --> <!-- value:study.data.train -->?<!-- /value:study.data.train -->"
-    out, rep = render_text(text, tmp_path / "demo")
+    out, rep = _render_beside_demo(tmp_path, "study/data/report.json", report, text)
     assert rep.rendered == ["value:study.data.seed", "value:study.data.train"]
     assert "-->7–91 %<!--" in out and "-->90–93 %<!--" in out
 
@@ -285,10 +286,8 @@ def test_equal_fa_table_from_a_real_report(tmp_path):
     sets = [EvalSet("seed", write_dataset(tmp_path / "d", easy, count=8, seed=21),
                     write_dataset(tmp_path / "g", easy.replace(good_fraction=1.0), count=8, seed=22))]
     report = measure([str(model), "classical"], sets, budgets=(0.001, 0.005))
-    (tmp_path / "study" / "losses" / "equal-fa.json").write_text(json.dumps(report))
-    (tmp_path / "demo").mkdir()
-    out, rep = render_text("<!-- table:study.losses.equal-fa --><!-- /table:study.losses.equal-fa -->",
-                           tmp_path / "demo")
+    out, rep = _render_beside_demo(tmp_path, "study/losses/equal-fa.json", report,
+                                   "<!-- table:study.losses.equal-fa --><!-- /table:study.losses.equal-fa -->")
     assert rep.rendered == ["table:study.losses.equal-fa"]
     cell = {(b["model"], b["budget"]): f"{_num(b['recall'])} / {_num(b['dice'])}" for b in report["best"]}
     assert cell["classical", 0.005] != cell[str(model), 0.005]  # distinct cells: a swapped row fails
@@ -315,10 +314,7 @@ def test_study_table_shows_a_timed_networks_cost_once_per_arm(tmp_path):
 
     report = summarize(spec, [arm("inline", 0, 1000.0, 117440512), arm("inline", 1, 1200.0, 117440512),
                               arm("context", 0, 300.0, 4e8)])
-    (tmp_path / "study" / "networks").mkdir(parents=True)
-    (tmp_path / "study" / "networks" / "report.json").write_text(json.dumps(report))
-    (tmp_path / "demo").mkdir()
-    out, _ = render_text("<!-- table:study.networks --><!-- /table:study.networks -->", tmp_path / "demo")
+    out, _ = _render_beside_demo(tmp_path, "study/networks/report.json", report, "<!-- table:study.networks --><!-- /table:study.networks -->")
     assert "| training s | GFLOP | FP32 images/s (b1 / b32) |" in out
     assert "| `model=inline` | fp32 | 2 | 0.900 ± 0.000 | 0.950 ± 0.000 | 0 | 100 | 0.117 | 1,100 / 2,200 |" in out
     assert "| `model=inline` | int8 | 2 | 0.900 ± 0.000 | 0.950 ± 0.000 | 0 | 100 | – | – |" in out
