@@ -263,7 +263,7 @@ def _bench_value(doc: dict[str, Any], run: str) -> str:
 
 def _study_recall(group_prefix: str, sets: Sequence[str]) -> Callable[[dict[str, Any], str], str]:
     """An ``edgeseg study`` report: the lowest and highest defect recall of any single trained network (any
-    seed) of the FP32 arm groups starting with ``group_prefix``, over ``sets`` (``26–62 %``)."""
+    seed) of the FP32 arm groups starting with ``group_prefix``, over ``sets`` (``90–94 %``)."""
     def render(doc: dict[str, Any], run: str) -> str:
         stats = [r["defect_recall"] for r in doc["rows"] if r["group"].startswith(group_prefix)
                  and r["set"] in sets and r["precision"] == "fp32" and r["defect_recall"]["n"]]
