@@ -269,7 +269,7 @@ def test_study_recall_value_spans_every_trained_network(tmp_path):
 
 def test_equal_fa_table_from_a_real_report(tmp_path):
     """An ``edgeseg.equal_fa`` report on real sets (a tiny ONNX model saved as a study arm's model.onnx, and the
-    classical detector): one row per model named by its arm folder, each cell the row of `best` at 0.005."""
+    classical detector): rows per model (named by its arm folder) and budget, each cell that row of `best`."""
     from tiny_models import tiny_onnx
 
     from edgeseg.artifacts import write_manifest
